@@ -24,14 +24,16 @@
  */
 import { createSocket } from "node:dgram";
 import { ApiError } from "../../src/cli/api-client.ts";
-import { cidrWithin, formatIp, networkOf, parseCidr, type Cidr } from "../../src/net/ip.ts";
+import { cidrWithin, formatIp, networkOf, parseCidr, type Cidr, type IpAddress } from "../../src/net/ip.ts";
 import { readFileSync, writeFileSync } from "node:fs";
 import { formerNftablesTableInterface, nftablesTableName, renderNftables, renderSetconf, renderWgQuick, retireNftablesTable } from "./render.ts";
-import { certificateSeen, keyPinOf, storedTrust } from "../../src/cli/pin.ts";
+import { certificateSeen, keyPinOf, proxyFor, storedTrust } from "../../src/cli/pin.ts";
 import { withFileLock } from "../../src/file-lock.ts";
 import * as device from "./device.ts";
+import { applyExitRouting } from "./exit-routing.ts";
 import { LOOKUP_TIMEOUT_MS, lookupHost, resolveEndpoints, type LookupHost, type UnresolvedEndpoint } from "./endpoints.ts";
 import { publicKeyOf } from "./keys.ts";
+import { OutsideTunnel } from "./outside-tunnel.ts";
 import { fetchConfig, nodeRequest, NodeRefusedError, type ConfigFetch, type NodeConnection } from "./node-client.ts";
 import { forgetConfig, plainHttpWarning, readState, readStoredConfig, statePath, verifyDocument, writeState, writeStoredConfig, writeWgQuick, StateError, type NodeState } from "./node-state.ts";
 import type { ConfigDocument } from "./configs.ts";
@@ -69,10 +71,12 @@ export interface DryRunPlan {
   wireguard: string[];
   addresses: string[];
   mtu: number;
-  /** The nftables table to load; null with --no-firewall. */
-  firewall: { rules: number; deny_by_default: boolean } | null;
+  /** The nftables table to load; null with --no-firewall. `masquerade`: the routes whose traffic from the mesh it masquerades (empty: none). */
+  firewall: { rules: number; deny_by_default: boolean; masquerade: string[] } | null;
   relay: boolean;
   rotation: "switch_next_round" | "waiting_for_peers" | null;
+  /** The exit node it sends its internet traffic through; `via` null: the one it chose is not usable (blocked). Null: none. */
+  exit?: { via: string | null } | null;
 }
 
 /** The plan as the agent's text output. */
@@ -81,7 +85,9 @@ export function describePlan(plan: DryRunPlan): string {
   lines.push(plan.wireguard.length === 0 ? "  WireGuard: no changes" : plan.wireguard.map((l) => `  ${l}`).join("\n"));
   lines.push(`  addresses: ${plan.addresses.join(", ")}, MTU ${plan.mtu}`);
   if (plan.firewall) lines.push(`  firewall: nftables table for ${plan.interface} (${plan.firewall.deny_by_default ? `${plan.firewall.rules} rule(s), deny by default` : "no ACL: accept all from the mesh"})`);
+  if (plan.firewall && plan.firewall.masquerade.length > 0) lines.push(`  masquerade: what the mesh sends to ${plan.firewall.masquerade.join(", ")} leaves with this node's address there`);
   if (plan.relay) lines.push("  relay: IP forwarding on (this node is a hub)");
+  if (plan.exit) lines.push(plan.exit.via === null ? "  exit node: the one chosen is not usable: internet traffic blocked" : `  exit node: internet traffic through ${plan.exit.via} (the tunnel's own packets and the control plane stay outside)`);
   if (plan.rotation) lines.push(`  key rotation: ${plan.rotation === "switch_next_round" ? "peers are ready, the next round switches" : "waiting for peers to accept the next key"}`);
   return lines.join("\n");
 }
@@ -92,6 +98,8 @@ export class Agent {
   private current: ConfigDocument | null = null;
   private readonly run: device.RunCommand;
   private readonly lookupHost: LookupHost;
+  /** What an exit node's tunnel leaves out for the control plane to stay reachable. */
+  private readonly outside: OutsideTunnel;
   /** The stored config while applying it at start failed and no config has been fetched since. */
   private unappliedStored: ConfigDocument | null = null;
   /** Peers' endpoints the device was last given without an address, as unresolvable ("public key, endpoint"); warned about once. */
@@ -100,6 +108,8 @@ export class Agent {
   private warnedRoutes = new Set<string>();
   /** When the firewall, addresses and device were last made so whole (apply or repair). */
   private repairedAt = 0;
+  /** "blocked": it said the exit node chosen is not usable (said once while it stays so). */
+  private warnedExit: "blocked" | null = null;
 
   constructor(private readonly options: AgentOptions) {
     this.state = readState(options.stateDir);
@@ -107,6 +117,7 @@ export class Agent {
     if (inTheClear) options.err(inTheClear);
     this.run = options.run ?? device.runCommand;
     this.lookupHost = options.lookupHost ?? lookupHost;
+    this.outside = new OutsideTunnel({ stateDir: options.stateDir, lookupHost: this.lookupHost, err: options.err });
   }
 
   private get connection(): NodeConnection {
@@ -255,6 +266,8 @@ export class Agent {
    * at boot brings the mesh back; a config it sends again is applied whole.
    */
   private async cutOff(): Promise<void> {
+    // The exit table's number, while the applied config still says it (an exit node's rules go with the peers).
+    const exitTable = this.current?.config.listenPort ?? this.unappliedStored?.config.listenPort;
     forgetConfig(this.options.stateDir, this.state.interface);
     this.current = null;
     this.unappliedStored = null;
@@ -267,6 +280,8 @@ export class Agent {
       // Even when the table cannot be loaded: without peers nothing reaches the node.
       if (exists) await this.removePeers(name);
     }
+    // No exit node either: the machine's own default route is its way out again.
+    await applyExitRouting(name, null, this.run, exitTable === undefined ? [] : [exitTable]);
   }
 
   private async removePeers(name: string): Promise<void> {
@@ -277,6 +292,11 @@ export class Agent {
   /** Tells the control plane every subnet route this node offers (replacing them): each waits for an operator's approval. */
   async advertiseRoutes(routes: string[]): Promise<{ advertised_routes: string[]; approved_routes: string[]; pending_routes: string[] }> {
     return nodeRequest(this.connection, "POST", "/v1/mesh/node/routes", { routes });
+  }
+
+  /** Chooses the exit node this node sends its internet traffic through (null: none); the control plane checks it may. */
+  async chooseExitNode(node: string | null): Promise<{ exit_node: string | null }> {
+    return nodeRequest(this.connection, "POST", "/v1/mesh/node/exit-node", { exit_node: node });
   }
 
   /**
@@ -448,6 +468,7 @@ export class Agent {
     }
     await device.applyAddresses(name, doc.config.addresses, doc.config.mtu, this.run);
     await this.applyRoutes(doc, name);
+    await this.applyExit(doc, name);
     this.setForwarding(doc);
     return changed;
   }
@@ -465,6 +486,7 @@ export class Agent {
     const changed = await this.syncDevice(doc, name, {}, created);
     await device.applyAddresses(name, doc.config.addresses, doc.config.mtu, this.run);
     await this.applyRoutes(doc, name);
+    await this.applyExit(doc, name);
     this.setForwarding(doc);
     return changed;
   }
@@ -570,9 +592,12 @@ export class Agent {
       wireguard: device.diffDescriptions(before, after, (key) => peerNameIfKnown(doc, key)),
       addresses: doc.config.addresses,
       mtu: doc.config.mtu,
-      firewall: this.options.firewall ? { rules: firewall ? firewall.input.length + (firewall.forward?.length ?? 0) : 0, deny_by_default: firewall !== null } : null,
+      firewall: this.options.firewall
+        ? { rules: firewall ? firewall.input.length + (firewall.forward?.length ?? 0) : 0, deny_by_default: firewall !== null, masquerade: doc.config.masquerade ? (doc.config.routes ?? []) : [] }
+        : null,
       relay: doc.relay,
       rotation: doc.rotation ? (doc.rotation.switch ? "switch_next_round" : "waiting_for_peers") : null,
+      exit: doc.config.exit ?? null,
     };
   }
 
@@ -591,6 +616,41 @@ export class Agent {
   }
 
   /**
+   * Through the exit node this node chose (config `exit`), as wg-quick routes an AllowedIPs of
+   * 0.0.0.0/0 (exit-routing.ts), or back to the machine's own default route once it uses none.
+   * The control plane's address (its proxy's, when the agent reaches it through one) stays
+   * outside the tunnel, resolved again at each round (the last addresses kept when it does not
+   * resolve), and so do the resolvers when it is a name. Said once when the exit node is not usable.
+   */
+  private async applyExit(doc: ConfigDocument, name: string): Promise<void> {
+    const exit = doc.config.exit;
+    // Its listen port is the table it would use: rules of another interface's are never its own.
+    const mine = [doc.config.listenPort];
+    if (exit === undefined) {
+      this.warnedExit = null;
+      await applyExitRouting(name, null, this.run, mine);
+      return;
+    }
+    if (exit.via === null && this.warnedExit !== "blocked") {
+      this.options.err("mesh agent: the exit node this node chose is not usable now (not approved or enabled, gone, or the ACL does not let this node reach autogroup:internet): its internet traffic is blocked, not sent out directly; choose another, or none, with citadel mesh exit-node");
+    }
+    this.warnedExit = exit.via === null ? "blocked" : null;
+    turnOn(SRC_VALID_MARK, (error) => this.options.err(`mesh agent: cannot turn on ${SRC_VALID_MARK} (${error}): with strict reverse-path filtering, the tunnel's replies may be dropped`));
+    await applyExitRouting(name, { table: doc.config.listenPort, through: exit.via !== null, keptOff: await this.controlPlaneAddresses() }, this.run, mine);
+  }
+
+  /**
+   * What stays outside an exit node's tunnel to reach the control plane (or the proxy the agent
+   * reaches it through): its addresses, those last resolved while its name does not resolve,
+   * and the resolvers asked for it (see outside-tunnel.ts).
+   */
+  private async controlPlaneAddresses(): Promise<IpAddress[]> {
+    const server = new URL(this.state.server);
+    const proxy = proxyFor(server);
+    return this.outside.addresses(proxy ?? server, proxy ? "the control plane's proxy" : "the control plane");
+  }
+
+  /**
    * A hub forwards between spokes, and a subnet router from the mesh to its routes, the
    * nftables forward chain deciding what may pass. It turns forwarding on only with that
    * firewall loaded, only for the families it forwards (forwardingSwitches), and never off: the
@@ -601,18 +661,12 @@ export class Agent {
     const routes = doc.config.routes ?? [];
     const switches = forwardingSwitches(doc);
     if (switches.length === 0) return;
-    const role = doc.relay ? "a hub" : `the router of ${routes.join(", ")}`;
+    const role = doc.relay ? "a hub" : doc.config.firewall?.exit ? "an exit node" : `the router of ${routes.join(", ")}`;
     if (!this.options.firewall) {
       this.options.err(`mesh agent: this node is ${role}, but without its firewall (--no-firewall) it would forward anything a peer sends: it forwards nothing`);
       return;
     }
-    for (const path of switches) {
-      try {
-        if (readFileSync(path, "utf8").trim() !== "1") writeFileSync(path, "1");
-      } catch (error) {
-        this.options.err(`mesh agent: cannot turn on forwarding (${path}): ${error instanceof Error ? error.message : String(error)}; this node (${role}) forwards nothing`);
-      }
-    }
+    for (const path of switches) turnOn(path, (error) => this.options.err(`mesh agent: cannot turn on forwarding (${path}): ${error}; this node (${role}) forwards nothing`));
   }
 
   /**
@@ -649,16 +703,29 @@ function cutOffConfig(state: NodeState): NodeConfig {
   };
 }
 
+/** Writes 1 to a kernel switch (/proc/sys) unless it is on already; `failed` hears why it could not. */
+function turnOn(path: string, failed: (error: string) => void): void {
+  try {
+    if (readFileSync(path, "utf8").trim() !== "1") writeFileSync(path, "1");
+  } catch (error) {
+    failed(error instanceof Error ? error.message : String(error));
+  }
+}
+
+/** wg-quick turns it on with a default route through the tunnel: reverse-path filtering then takes the fwmark into account. */
+const SRC_VALID_MARK = "/proc/sys/net/ipv4/conf/all/src_valid_mark";
+
 /** Where the kernel keeps IP forwarding on or off, per family. */
 const FORWARDING = { 4: "/proc/sys/net/ipv4/ip_forward", 6: "/proc/sys/net/ipv6/conf/all/forwarding" } as const;
 
 /**
- * The forwarding switches a node needs: both for a hub (it relays the mesh's IPv4 and IPv6), for
+ * The forwarding switches a node needs: both for a hub (it relays the mesh's IPv4 and IPv6) and an
+ * exit node (the internet of both families), for
  * a subnet router only its routes' families. IPv6 forwarding has a cost where nothing needs it:
  * Linux stops taking router advertisements on interfaces with accept_ra=1.
  */
 export function forwardingSwitches(doc: Pick<ConfigDocument, "relay" | "config">): string[] {
-  if (doc.relay) return [FORWARDING[4], FORWARDING[6]];
+  if (doc.relay || doc.config.firewall?.exit) return [FORWARDING[4], FORWARDING[6]];
   const families = new Set((doc.config.routes ?? []).map((route) => parseCidr(route)?.family));
   return ([4, 6] as const).filter((family) => families.has(family)).map((family) => FORWARDING[family]);
 }
@@ -670,14 +737,15 @@ function meshPrefixes(doc: ConfigDocument): Cidr[] {
 
 /**
  * The subnet routes on peers' AllowedIPs (outside the mesh's own prefixes, which the interface's
- * addresses route), which the kernel must route into the interface: wg-quick adds a route for
- * each AllowedIPs, the agent only for these.
+ * addresses route, nor an exit node's default routes), which the kernel must route into the
+ * interface: wg-quick adds a route for each AllowedIPs, the agent only for these.
  */
 export function subnetRoutes(doc: ConfigDocument): string[] {
   const mesh = meshPrefixes(doc);
   const routes = doc.config.peers.flatMap((peer) => peer.allowedIps).filter((route) => {
     const cidr = parseCidr(route);
-    return cidr !== null && !mesh.some((prefix) => cidrWithin(cidr, prefix));
+    // An exit node's default routes go through a table of their own (applyExit), not the main table.
+    return cidr !== null && cidr.prefix > 0 && !mesh.some((prefix) => cidrWithin(cidr, prefix));
   });
   return [...new Set(routes)];
 }

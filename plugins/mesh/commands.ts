@@ -54,6 +54,15 @@ interface NodeView {
   /** Absent from a server older than subnet routes. */
   primary_routes?: string[];
   pending_routes?: string[];
+  /** Absent from a server older than failover on liveness. */
+  standby_routes?: string[];
+  online?: boolean;
+  /** Absent from a server older than masquerade. */
+  masquerade_routes?: boolean;
+  /** Absent from a server older than exit nodes. */
+  exit_node?: boolean;
+  exit_via?: string | null;
+  exit_via_usable?: boolean;
   state: string;
   applied_version: number;
   last_seen_at: string | null;
@@ -80,17 +89,32 @@ function endpointColumn(n: NodeView): string {
   return n.endpoint === null ? `listens on ${n.listen_port}` : `${n.endpoint}, listens on ${n.listen_port}`;
 }
 
-/** The subnet routes it serves, then those waiting for approval. */
+/**
+ * The subnet routes it serves, then those it stands by for (another node serves them), those
+ * waiting for approval (an exit node's 0.0.0.0/0,::/0 among them), whether it is an exit node,
+ * and the exit node it uses.
+ */
 function routesColumn(n: NodeView): string {
-  const parts = [...(n.primary_routes ?? []), ...(n.pending_routes ?? []).map((route) => `${route} (pending)`)];
-  return parts.join(",") || "-";
+  const parts = [...(n.primary_routes ?? []), ...(n.standby_routes ?? []).map((route) => `${route} (standby)`), ...(n.pending_routes ?? []).map((route) => `${route} (pending)`)];
+  const notes = [
+    ...(n.masquerade_routes ? ["masquerading"] : []),
+    ...(n.exit_node ? ["exit node"] : []),
+    ...(n.exit_via ? [`exit via ${n.exit_via}${n.exit_via_usable ? "" : " (not usable: blocked)"}`] : []),
+  ];
+  return [parts.join(",") || "-", ...notes].join(", ");
+}
+
+/** Active, disabled or expired; for an active node, whether its agent is heard from (a router offline hands its routes over), and a key rotation. */
+function stateColumn(n: NodeView): string {
+  const heard = n.state === "active" && n.online !== undefined ? (n.online ? ", online" : ", offline") : "";
+  return n.state + heard + (n.next_public_key ? ", rotating" : "");
 }
 
 function nodeTable(nodes: NodeView[]): string {
   if (nodes.length === 0) return "no nodes";
   return table([
     ["NODE", "IPV4", "IPV6", "TAGS", "STATE", "ENDPOINT", "ROUTES", "APPLIED", "KEY"],
-    ...nodes.map((n) => [n.name + (n.hub ? " (hub)" : ""), n.ipv4, n.ipv6, n.tags.join(",") || "-", n.state + (n.next_public_key ? ", rotating" : ""), endpointColumn(n), routesColumn(n), `v${n.applied_version}`, n.public_key.slice(0, 10) + "…"]),
+    ...nodes.map((n) => [n.name + (n.hub ? " (hub)" : ""), n.ipv4, n.ipv6, n.tags.join(",") || "-", stateColumn(n), endpointColumn(n), routesColumn(n), `v${n.applied_version}`, n.public_key.slice(0, 10) + "…"]),
   ]);
 }
 
@@ -301,7 +325,7 @@ export const meshCommands: Command[] = [
   },
   {
     words: ["mesh", "nodes", "set"],
-    summary: "Change a node: --tags, --disable/--enable, --hub/--no-hub, --endpoint, --listen-port, --expires, --cancel-rotation, --approved-routes",
+    summary: "Change a node: --tags, --disable/--enable, --hub/--no-hub, --endpoint, --listen-port, --expires, --cancel-rotation, --approved-routes, --masquerade-routes/--no-masquerade-routes",
     args: "<network> <node>",
     maxArgs: 2,
     options: {
@@ -316,11 +340,14 @@ export const meshCommands: Command[] = [
       expires: { type: "string", description: "When it expires (2026-12-31T00:00:00Z, with its offset), or never" },
       "cancel-rotation": { type: "boolean", description: "Call off its key rotation (peers drop its next key)" },
       "approved-routes": { type: "string", description: "The subnet routes approved for it, comma-separated (replaces them; empty: none): in effect while it advertises them" },
+      "masquerade-routes": { type: "boolean", description: "Its agent masquerades what it forwards from the mesh to the routes it serves (hosts there need no route back)" },
+      "no-masquerade-routes": { type: "boolean", description: "Stop masquerading (hosts there need a route back to the mesh through it)" },
     },
     async run(ctx) {
       needArgs(ctx, 2, "citadel mesh nodes set <network> <node> [flags]");
       refuseBoth(ctx, "enable", "disable");
       refuseBoth(ctx, "hub", "no-hub");
+      refuseBoth(ctx, "masquerade-routes", "no-masquerade-routes");
       const body: Record<string, unknown> = {};
       const tags = csv(ctx.options.tags);
       if (tags) body.tags = tags;
@@ -335,7 +362,11 @@ export const meshCommands: Command[] = [
       if (ctx.options["cancel-rotation"] === true) body.cancel_rotation = true;
       const routes = csv(ctx.options["approved-routes"]);
       if (routes) body.approved_routes = routes;
-      if (Object.keys(body).length === 0) throw new UsageError("nothing to change: give --tags, --disable, --enable, --hub, --no-hub, --endpoint, --listen-port, --expires, --cancel-rotation or --approved-routes");
+      if (ctx.options["masquerade-routes"] === true) body.masquerade_routes = true;
+      if (ctx.options["no-masquerade-routes"] === true) body.masquerade_routes = false;
+      if (Object.keys(body).length === 0) {
+        throw new UsageError("nothing to change: give --tags, --disable, --enable, --hub, --no-hub, --endpoint, --listen-port, --expires, --cancel-rotation, --approved-routes, --masquerade-routes or --no-masquerade-routes");
+      }
       const { api, org } = await client(ctx);
       const node = await api.request<NodeView>("PATCH", nodePath(org, ctx), body);
       print(ctx, node, nodeTable([node]));

@@ -135,6 +135,9 @@ export class NodeConfigs {
     let validUntil = Infinity;
     let expiredUnnoted = false;
     const nodes: MeshNode[] = [];
+    // Who serves each route, as stored: the planner serves them so (routes.ts electPrimaries).
+    const served = new Map<string, string[]>();
+    for (const [route, nodeId] of sql.routePrimaries(db, networkId)) served.set(nodeId, [...(served.get(nodeId) ?? []), route]);
     for (const n of sql.nodes(db, networkId)) {
       if (n.disabled !== 0) continue;
       if (!isActive(n, now)) {
@@ -144,7 +147,7 @@ export class NodeConfigs {
         if (expiryNoted(n)) continue;
         expiredUnnoted = true;
       } else if (n.expires_at !== null) validUntil = Math.min(validUntil, n.expires_at);
-      nodes.push(meshNode(this.mesh, row, n));
+      nodes.push(meshNode(this.mesh, row, n, served.get(n.id) ?? []));
     }
     if (expiredUnnoted) this.expireNow();
     const seed = this.mesh.pskSeed(row);
@@ -202,9 +205,26 @@ export class NodeConfigs {
   }
 }
 
-function meshNode(mesh: MeshService, net: sql.NetworkRow, n: sql.NodeRow): MeshNode {
+function meshNode(mesh: MeshService, net: sql.NetworkRow, n: sql.NodeRow, primaryRoutes: string[]): MeshNode {
   const { ipv4, ipv6 } = mesh.addressesOf(net, n.host);
-  return { id: n.id, name: n.name, tags: JSON.parse(n.tags), publicKey: n.public_key, nextPublicKey: n.next_public_key, ipv4, ipv6, endpoint: n.endpoint, listenPort: n.listen_port, hub: n.hub === 1, enrolledAt: n.created_at, routes: routesInEffect(JSON.parse(n.advertised_routes), JSON.parse(n.approved_routes)) };
+  return {
+    id: n.id,
+    name: n.name,
+    tags: JSON.parse(n.tags),
+    publicKey: n.public_key,
+    nextPublicKey: n.next_public_key,
+    ipv4,
+    ipv6,
+    endpoint: n.endpoint,
+    listenPort: n.listen_port,
+    hub: n.hub === 1,
+    enrolledAt: n.created_at,
+    routes: routesInEffect(JSON.parse(n.advertised_routes), JSON.parse(n.approved_routes)),
+    primaryRoutes,
+    masqueradeRoutes: n.masquerade_routes === 1,
+    exitNode: n.exit_advertised === 1 && n.exit_approved === 1,
+    exitVia: n.exit_node_id,
+  };
 }
 
 /** The preshared key of a pair: the same from either end. */

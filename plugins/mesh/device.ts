@@ -52,7 +52,8 @@ export class DeviceCommandError extends Error {
   }
 }
 
-async function mustRun(run: RunCommand, argv: string[], stdin?: string): Promise<CommandResult> {
+/** Runs a command; its failure is a DeviceCommandError naming it. */
+export async function mustRun(run: RunCommand, argv: string[], stdin?: string): Promise<CommandResult> {
   const result = await run(argv, stdin);
   if (result.code !== 0) throw new DeviceCommandError(argv.slice(0, 3).join(" "), result.code, result.stderr.trim());
   return result;
@@ -271,7 +272,7 @@ export async function applyAddresses(name: string, addresses: string[], mtu: num
  * The routing protocol number the agent's routes carry (no name in iproute2's list), so that it
  * finds and removes its own and never a route someone else put on the interface.
  */
-const MESH_ROUTE_PROTOCOL = "83";
+export const MESH_ROUTE_PROTOCOL = "83";
 
 /** A subnet route the agent did not route into the interface, and why (for a warning). */
 export interface SkippedRoute {
@@ -693,8 +694,9 @@ export interface DescribeOptions {
 
 /**
  * A config without ListenPort leaves the device's port alone, so that line is left out. So is
- * the fwmark: the agent never writes one (wg-quick's Table=auto sets one), and a device compared
- * with it would differ from every config for ever, "repaired" at every poll.
+ * the fwmark: no config file names one (wg-quick's Table=auto sets one, the agent one of its own
+ * for an exit node, apart: exit-routing.ts), and a device compared with it would differ from
+ * every config for ever, "repaired" at every poll.
  */
 function describeCanonical(options: DescribeOptions, publicKey: string | null, listenPort: number | null, peers: CanonicalPeer[]): string {
   const out = ["interface", `  private-key ${publicKey === null ? "(none)" : `(set, public ${publicKey})`}`];

@@ -23,7 +23,7 @@ import * as m from "./model.ts";
 import { renderNftables, renderSetconf, renderWgQuick } from "./render.ts";
 import { isActive, MeshService, type Caller } from "./service.ts";
 import { carryOverMesh } from "./restore.ts";
-import { dnsClientPrefixes, MeshSettings } from "./settings.ts";
+import { dnsClientPrefixes, MeshSettings, routerCheckMs } from "./settings.ts";
 import { DnsClients, type ServedNode } from "./dns-clients.ts";
 import * as sql from "./store.ts";
 import { INTERFACE_NAME_RULE, isInterfaceName, type NodeConfig } from "./types.ts";
@@ -40,6 +40,8 @@ const ACTIONS = [
   ["mesh.node.routes", "A node advertised subnet routes (its own request), or an operator approved or revoked them."],
   ["mesh.node.rotate", "A node started or completed the rotation of its WireGuard key, or one not completed in time was given up."],
   ["mesh.node.expire", "A node reached its expiry: it left every peer's config and DNS."],
+  ["mesh.node.exit", "A node chose the exit node it sends its internet traffic through, or none (its own request)."],
+  ["mesh.route.failover", "A subnet route moved to another node offering it: its router went offline (its agent stopped polling), or was disabled, expired, removed, made a spoke, or stopped offering the route."],
   ["mesh.restore.revoke", "At the first start after a restore: pre-auth keys revoked or used and nodes removed or disabled after the backup were carried over (nodes disabled); without the previous database, every usable pre-auth key was revoked."],
   ["mesh.acl.update", "A network's ACL policy was replaced (a new version)."],
   ["mesh.acl.delete", "A network's ACL policy was removed (a new version with none): every node reaches every node."],
@@ -92,12 +94,28 @@ export const meshPlugin = definePlugin<MeshSettings>({
       mesh.noticeDeletedOrganizations();
     }, 15_000);
     expiry.unref();
+    // Subnet routers are judged by their polls: a third of [mesh] router_offline_after_seconds
+    // apart, a router gone quiet hands its routes to an online node offering them. Nothing is
+    // heard while sealed: the window starts again at the unseal.
+    const unwatchUnseal = k.seal.onUnseal(() => mesh.liveness.restart());
+    let checking = false;
+    const routers = setInterval(() => {
+      if (checking) return;
+      checking = true;
+      void mesh
+        .checkRouters()
+        .catch((e) => k.log.error("mesh: judging subnet routers failed", { error: String(e) }))
+        .finally(() => (checking = false));
+    }, routerCheckMs(k.settings));
+    routers.unref();
     const domain = k.settings.domain;
     const stopNames = domain === "" ? () => {} : serveNames(k, mesh, domain);
     return async () => {
       unregisterSubjects();
       unregisterDeletion();
       clearInterval(expiry);
+      clearInterval(routers);
+      unwatchUnseal();
       stopNames();
     };
   },
@@ -278,6 +296,16 @@ export const meshPlugin = definePlugin<MeshSettings>({
           body: m.AdvertiseRoutes,
           response: m.AdvertisedRoutes,
           detail: { summary: "The subnet routes this node offers (replaces them): pending until an operator approves them", tags, ...access({ public: true, authLimit: true, ownCredential: "mesh node token" }) },
+        })
+        .post("/node/exit-node", ({ body, request }) => mesh.chooseExitNode(node(request), auditRequest(request), body.exit_node), {
+          ...nodeFirst,
+          body: m.ChooseExitNode,
+          response: m.ExitNodeChoice,
+          detail: {
+            summary: "The exit node this node sends its internet traffic through (an exit node in effect the ACL lets it use: autogroup:internet), or none",
+            tags,
+            ...access({ public: true, authLimit: true, ownCredential: "mesh node token" }),
+          },
         })
         .post("/node/rotate", ({ body, request }) => mesh.startRotation(node(request), auditRequest(request), body.public_key), {
           ...nodeFirst,

@@ -123,4 +123,36 @@ export const meshMigrations: readonly Migration[] = [
     up: `ALTER TABLE mesh_nodes ADD COLUMN advertised_routes TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE mesh_nodes ADD COLUMN approved_routes TEXT NOT NULL DEFAULT '[]';`,
   },
+  {
+    id: "0007_mesh_route_primaries",
+    // Who serves each subnet route several nodes offer (routes.ts electPrimaries): stored, so that
+    // a router going offline moves its routes once, by a change with a new version, and one
+    // coming back does not take them back; configs are rendered from it, never from the clock.
+    // No foreign key on the node: the row of a node removed is how its routes' hand-over is told
+    // (the write that removes it moves them). Empty after the upgrade: a route without a row is
+    // served by the node enrolled first, as before; the first check stores that.
+    up: `CREATE TABLE mesh_route_primaries (
+      network_id TEXT NOT NULL REFERENCES mesh_networks (id) ON DELETE CASCADE,
+      route      TEXT NOT NULL,                   -- a canonical prefix
+      node_id    TEXT NOT NULL,                   -- the node serving it
+      PRIMARY KEY (network_id, route)
+    ) STRICT;`,
+  },
+  {
+    id: "0008_mesh_node_masquerade",
+    // An operator's choice per node (Tailscale's --snat-subnet-routes): its agent masquerades
+    // what it forwards from the mesh to the subnet routes it serves, so the LAN needs no route back.
+    up: `ALTER TABLE mesh_nodes ADD COLUMN masquerade_routes INTEGER NOT NULL DEFAULT 0;`,
+  },
+  {
+    id: "0009_mesh_exit_nodes",
+    // Exit nodes (plugins/mesh/exits.ts): the node offers the default routes (0.0.0.0/0 and ::/0,
+    // together), an operator approves them; a node chooses the exit node it uses (its own
+    // token, as Tailscale's --exit-node). No foreign key on the choice: the exit node removed,
+    // the choice stays, and the node's internet traffic is blocked, not sent out directly,
+    // until it chooses again (fail closed).
+    up: `ALTER TABLE mesh_nodes ADD COLUMN exit_advertised INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE mesh_nodes ADD COLUMN exit_approved INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE mesh_nodes ADD COLUMN exit_node_id TEXT;`,
+  },
 ];

@@ -6,6 +6,7 @@ const Iso = t.String({ format: "date-time" });
 const Label = t.String({ minLength: 1, maxLength: 63, description: "Lower-case letters, digits and dashes" });
 const Tags = t.Array(Label, { maxItems: 64 });
 // The count is the service's to check (MAX_ROUTES_PER_NODE), with a message that says the limit.
+// 0.0.0.0/0 and ::/0 together are an exit node's (exits.ts), outside that count.
 const Routes = (description: string) => t.Array(t.String({ maxLength: 64 }), { maxItems: 256, description });
 
 export const Done = t.Object({ ok: t.Literal(true) });
@@ -94,11 +95,17 @@ export const Node = t.Object({
   advertised_routes: t.Array(t.String(), { description: "Subnet routes the node offers" }),
   approved_routes: t.Array(t.String(), { description: "Subnet routes an operator approved for it (in effect while advertised)" }),
   pending_routes: t.Array(t.String(), { description: "Advertised, not approved: not in effect" }),
-  primary_routes: t.Array(t.String(), { description: "Routes in effect this node serves; another in effect is served by a node enrolled before it (standby)" }),
+  primary_routes: t.Array(t.String(), { description: "Routes in effect this node serves" }),
+  standby_routes: t.Array(t.String(), { description: "Routes in effect another node offering them serves: this one takes over when that one goes offline or away" }),
+  masquerade_routes: t.Boolean({ description: "Its agent masquerades what it forwards from the mesh to the routes it serves: hosts there see the router's address and need no route back" }),
+  exit_node: t.Boolean({ description: "An exit node in effect: it offers 0.0.0.0/0 and ::/0, an operator approved them, it is active (and a hub, in a hub network)" }),
+  exit_via: t.Union([t.String(), t.Null()], { description: "The exit node it chose (its own request) to send its internet traffic through; null: none" }),
+  exit_via_usable: t.Boolean({ description: "Its choice is usable now (an exit node in effect, and the ACL lets it reach autogroup:internet); false with a choice: its internet traffic is blocked, not sent out directly" }),
   state: t.Union([t.Literal("active"), t.Literal("disabled"), t.Literal("expired")]),
   expires_at: t.Union([Iso, t.Null()]),
   applied_version: Integer({ description: "The network version its agent last applied" }),
-  last_seen_at: t.Union([Iso, t.Null()]),
+  last_seen_at: t.Union([Iso, t.Null()], { description: "When its agent last asked for its config (or made another request with its token)" }),
+  online: t.Boolean({ description: "Its agent asked for its config within [mesh] router_offline_after_seconds (a node not heard from since Citadel started or was unsealed counts as online for that long)" }),
   created_at: Iso,
 });
 export const NodeList = t.Object({ items: t.Array(Node) });
@@ -117,6 +124,7 @@ export const NodeChanges = t.Object({
   expires_at: t.Optional(t.Union([t.String({ maxLength: 40 }), t.Null()], { description: "An RFC 3339 date-time with its offset (2026-12-31T00:00:00Z); null: never" })),
   cancel_rotation: t.Optional(t.Boolean({ description: "true: call off the node's key rotation (peers drop its next key); disabling a node does too" })),
   approved_routes: t.Optional(Routes("The subnet routes approved for it (replaces them; [] revokes every approval); in effect while it advertises them")),
+  masquerade_routes: t.Optional(t.Boolean({ description: "true: its agent masquerades what it forwards from the mesh to the routes it serves (the LAN needs no route back to the mesh); false: off" })),
 });
 
 const Rule = t.Object({
@@ -163,4 +171,8 @@ export const AdvertisedRoutes = t.Object({
   approved_routes: t.Array(t.String()),
   pending_routes: t.Array(t.String(), { description: "Waiting for an operator's approval" }),
 });
+export const ChooseExitNode = t.Object({
+  exit_node: t.Union([t.String({ minLength: 1, maxLength: 63 }), t.Null()], { description: "The exit node (name or id) to send this node's internet traffic through; null: none" }),
+});
+export const ExitNodeChoice = t.Object({ exit_node: t.Union([t.String(), t.Null()]) });
 export const RotateResult = t.Object({ rotation: t.Literal("pending"), version: Integer() });

@@ -14,6 +14,7 @@ import type { Command, CommandContext } from "../../src/plugin.ts";
 import { Agent, describePlan } from "./agent.ts";
 import type { ConfigDocument } from "./configs.ts";
 import { interfaceExists } from "./device.ts";
+import { EXIT_ROUTES } from "./exits.ts";
 import { generateKeyPair, isWireGuardKey, publicKeyOfSync } from "./keys.ts";
 import { nodeRequest, NodeRefusedError, type NodeConnection } from "./node-client.ts";
 import { ApiError } from "../../src/cli/api-client.ts";
@@ -75,7 +76,7 @@ async function join(ctx: CommandContext): Promise<number> {
     ...(typeof ctx.options.endpoint === "string" ? { endpoint: ctx.options.endpoint } : {}),
     ...(listenPort !== undefined ? { listen_port: listenPort } : {}),
     ...(tags ? { tags } : {}),
-    ...(typeof ctx.options["advertise-routes"] === "string" ? { advertise_routes: routeList(ctx.options["advertise-routes"]) } : {}),
+    ...offeredRoutes(ctx, "advertise-routes"),
   };
   const enrolled = await enroll(ctx, { server, trust: pin }, body);
   // From here on the node is enrolled and the key spent: whatever fails says which node this
@@ -484,12 +485,31 @@ function routeList(text: string): string[] {
   return text.split(",").map((route) => route.trim()).filter(Boolean);
 }
 
+/** The routes `--<option>` names, with an exit node's default routes when --advertise-exit-node (as `advertise_routes`); nothing when neither is given. */
+function offeredRoutes(ctx: CommandContext, option: string): { advertise_routes?: string[] } {
+  const listed = typeof ctx.options[option] === "string" ? routeList(ctx.options[option]) : null;
+  if (ctx.options["advertise-exit-node"] !== true) return listed === null ? {} : { advertise_routes: listed };
+  return { advertise_routes: [...new Set([...(listed ?? []), ...EXIT_ROUTES])] };
+}
+
 async function routes(ctx: CommandContext): Promise<number> {
-  if (typeof ctx.options.advertise !== "string") throw new UsageError('usage: citadel mesh routes --advertise 192.168.1.0/24,fd00:1::/64 (every route this node offers; "" withdraws them)');
+  if (typeof ctx.options.advertise !== "string") {
+    throw new UsageError('usage: citadel mesh routes --advertise 192.168.1.0/24,fd00:1::/64 [--advertise-exit-node] (every route this node offers; "" withdraws them)');
+  }
   const a = new Agent({ stateDir: stateDir(ctx), dryRun: false, firewall: false, err: ctx.err });
-  const answer = await a.advertiseRoutes(routeList(ctx.options.advertise));
+  const answer = await a.advertiseRoutes(offeredRoutes(ctx, "advertise").advertise_routes!);
   const pending = answer.pending_routes.length > 0 ? `\nWaiting for an operator's approval: ${answer.pending_routes.join(", ")} (citadel mesh nodes set <network> <node> --approved-routes ...).` : "";
   ctx.out(ctx.json ? JSON.stringify(answer) : `Advertised: ${answer.advertised_routes.join(", ") || "none"}.${pending}`);
+  return 0;
+}
+
+async function exitNode(ctx: CommandContext): Promise<number> {
+  const none = ctx.options.none === true;
+  if (none === (ctx.args.length === 1)) throw new UsageError("usage: citadel mesh exit-node <node> (send this node's internet traffic through it), or --none");
+  const a = new Agent({ stateDir: stateDir(ctx), dryRun: false, firewall: false, err: ctx.err });
+  const answer = await a.chooseExitNode(none ? null : ctx.args[0]!);
+  const text = answer.exit_node === null ? "No exit node: internet traffic goes out directly (once the agent applies the new config)." : `Exit node: ${answer.exit_node}. The agent routes internet traffic through it once it applies the new config.`;
+  ctx.out(ctx.json ? JSON.stringify(answer) : text);
   return 0;
 }
 
@@ -515,6 +535,7 @@ export const nodeCommands: Command[] = [
       "listen-port": { type: "string", description: "The UDP port to listen on (default: the endpoint's, else the network's): behind a port forward from another port, or a second network on this host" },
       interface: { type: "string", description: "The WireGuard interface on this node (default: the network's)" },
       "advertise-routes": { type: "string", description: "Subnet routes this node offers, comma-separated (192.168.1.0/24,fd00:1::/64): in effect once an operator approves them" },
+      "advertise-exit-node": { type: "boolean", description: "Offer to be an exit node (0.0.0.0/0 and ::/0): in effect once an operator approves them" },
       force: { type: "boolean", description: "Join even though --state already holds a node (that node stays enrolled until an operator removes it)" },
       qr: { type: "boolean", description: "For a phone: print the whole config as a QR code (as text when too long for one) and write nothing" },
     },
@@ -536,8 +557,20 @@ export const nodeCommands: Command[] = [
   {
     words: ["mesh", "routes"],
     summary: "Advertise the subnet routes this node offers (replaces them; an operator approves each)",
-    options: { ...STATE, advertise: { type: "string", description: 'Every route offered, comma-separated ("": none)' } },
+    options: {
+      ...STATE,
+      advertise: { type: "string", description: 'Every route offered, comma-separated ("": none; 0.0.0.0/0,::/0: an exit node)' },
+      "advertise-exit-node": { type: "boolean", description: "Offer to be an exit node too (adds 0.0.0.0/0 and ::/0)" },
+    },
     run: routes,
+  },
+  {
+    words: ["mesh", "exit-node"],
+    summary: "Send this node's internet traffic through an exit node of its network (as the ACL allows: autogroup:internet), or --none",
+    args: "[<node>]",
+    maxArgs: 1,
+    options: { ...STATE, none: { type: "boolean", description: "Use no exit node: internet traffic goes out directly" } },
+    run: exitNode,
   },
   {
     words: ["mesh", "rotate"],

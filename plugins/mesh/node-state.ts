@@ -8,6 +8,9 @@
  *                  load, so a file edited on disk is not applied after a reboot)
  *   <if>.conf      the same config for wg-quick, private key included (for operators who
  *                  prefer wg-quick to the agent)
+ *   control-plane-addresses.json
+ *                  the addresses the control plane's name (or its proxy's) last resolved to, kept
+ *                  outside an exit node's tunnel while it does not resolve (outside-tunnel.ts)
  *
  * The private key is generated here and never sent anywhere.
  */

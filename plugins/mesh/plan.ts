@@ -21,15 +21,26 @@
  *   left out of both (it forwards only between others); omitted when either side is empty.
  *   Spokes and mesh nodes have `forward` null. With no hub at all, spokes have no peers.
  * - Subnet routes. A route (a node's `routes`: advertised and approved) is served by one node:
- *   of those offering it, the one enrolled first (then by name), as the relay hub is chosen —
- *   in a hub network only hubs serve routes (spokes peer with hubs alone). Node x may reach a
+ *   of those offering it, the one whose `primaryRoutes` hold it (the control plane stores who
+ *   serves a route, and moves it when its router goes offline), else the one enrolled first
+ *   (then by name), as the relay hub is chosen — in a hub network only hubs serve routes
+ *   (spokes peer with hubs alone). Node x may reach a
  *   route when there is no policy, or a rule with x in `src` has a `dst` prefix overlapping it,
  *   unless x offers that route itself (a standby router, on the LAN already).
  *   Then x and the router peer (the router needs x as a peer to take its packets), and the
  *   router's AllowedIPs in x's config carry the route after its own addresses. The router's
  *   config lists what it serves (`routes`) and, with a policy, `firewall.routes`: one rule per
  *   ACL rule reaching them, with its src nodes (the router left out) and as destinations the
- *   narrower of each overlapping dst prefix and route.
+ *   narrower of each overlapping dst prefix and route. A router the operator asked to masquerade
+ *   (`masqueradeRoutes`) has `masquerade` in its config, only while it serves a route.
+ * - Exit nodes (exits.ts). A node that chose an exit node (`exitVia`) uses it while it is one
+ *   (`exitNode`; a hub, in a hub network), is not itself, and a rule lets the node reach
+ *   autogroup:internet — never with no policy. Then the two peer, and the exit node's AllowedIPs
+ *   in the node's config end with 0.0.0.0/0 and ::/0; the node's config has `exit.via` = its
+ *   name, or null when the one it chose is not usable (its agent then blocks the internet
+ *   rather than send it out directly). An exit node's config has, with a policy,
+ *   `firewall.exit`: one rule per ACL rule reaching autogroup:internet, with its src nodes (the
+ *   exit node left out) and its ports; absent when no rule has one.
  * - Every peer gets `endpoint` = its endpoint, `keepalive` = the network's, `nextPublicKey`
  *   = its next key, and `presharedKey` = presharedKey(self, peer) (the caller returns the same
  *   key for both directions of a pair).
@@ -44,6 +55,7 @@
  */
 import { formatCidr, formatIp, parseCidr, parseIp, type Cidr, type IpAddress } from "../../src/net/ip.ts";
 import { AclMatrix, hasNode, nodeSetMembers, type CompiledRule, type NodeSet } from "./policy.ts";
+import { EXIT_ROUTES } from "./exits.ts";
 import { overlaps, primaryRoutes } from "./routes.ts";
 import type { AclPolicy, FirewallRule, MeshNetwork, MeshNode, NodeConfig, PeerConfig } from "./types.ts";
 
@@ -141,8 +153,10 @@ export class MeshPlan {
   private readonly sharedPeers: (PeerConfig | undefined)[];
   /** Per node, the subnet routes it serves, and for each the nodes that may reach it (never itself). */
   private readonly served: { route: string; prefix: Cidr; reach: NodeSet }[][];
-  /** Per node, the nodes it peers with for subnet routes: routers it reaches, and those reaching its routes. */
+  /** Per node, the nodes it peers with for subnet routes and exit nodes: routers it reaches, those reaching its routes, its exit node, those using it. */
   private readonly routePeers: NodeSet[];
+  /** Per node, the exit node it uses (an index), -1 when it uses none or the one it chose is not usable. */
+  private readonly exitOf: Int32Array;
   /** Per rule, the sorted addresses of its src / dst nodes, made on first use. */
   private readonly srcAddresses = new Map<CompiledRule, string[]>();
   private readonly dstAddresses = new Map<CompiledRule, string[]>();
@@ -197,14 +211,40 @@ export class MeshPlan {
     this.sharedPeers = new Array<PeerConfig | undefined>(n);
     this.served = this.serveRoutes();
     this.routePeers = Array.from({ length: n }, () => new Uint32Array(this.words));
+    const peerUp = (x: number, p: number) => {
+      this.routePeers[x]![p >>> 5]! |= 1 << (p & 31);
+      this.routePeers[p]![x >>> 5]! |= 1 << (x & 31);
+    };
     this.served.forEach((routes, p) => {
-      for (const { reach } of routes) {
-        for (const x of nodeSetMembers(reach)) {
-          this.routePeers[x]![p >>> 5]! |= 1 << (p & 31);
-          this.routePeers[p]![x >>> 5]! |= 1 << (x & 31);
-        }
-      }
+      for (const { reach } of routes) for (const x of nodeSetMembers(reach)) peerUp(x, p);
     });
+    this.exitOf = this.useExits();
+    this.exitOf.forEach((e, x) => {
+      if (e >= 0) peerUp(x, e);
+    });
+  }
+
+  /** Whether node i is an exit node in effect: approved, and a hub in a hub network (spokes peer with hubs alone). */
+  private isExit(i: number): boolean {
+    return this.nodes[i]!.exitNode === true && (this.network.topology !== "hub" || hasNode(this.isHub, i));
+  }
+
+  /**
+   * Per node, the exit node it uses: the one it chose, while that one is an exit node in effect,
+   * is not itself, and a rule lets this node reach autogroup:internet (never with no policy:
+   * deny by default). An exit node uses none itself: its own default route carries its users'
+   * traffic.
+   */
+  private useExits(): Int32Array {
+    const out = new Int32Array(this.nodes.length).fill(-1);
+    const internet = this.acl.rules.filter((rule) => rule.dstInternet);
+    this.nodes.forEach((node, x) => {
+      if (!node.exitVia || this.isExit(x) || this.acl.allowAll) return;
+      const e = this.byId.get(node.exitVia);
+      if (e === undefined || e === x || !this.isExit(e)) return;
+      if (internet.some((rule) => hasNode(rule.src, x))) out[x] = e;
+    });
+    return out;
   }
 
   /** Who serves which route (see the header), and who may reach each. */
@@ -212,7 +252,12 @@ export class MeshPlan {
     const n = this.nodes.length;
     const candidates = Array.from({ length: n }, (_, i) => i).filter((i) => this.network.topology !== "hub" || hasNode(this.isHub, i));
     candidates.sort((a, b) => (this.nodes[a]!.enrolledAt ?? 0) - (this.nodes[b]!.enrolledAt ?? 0) || a - b);
-    const primaries = primaryRoutes(candidates.map((i) => ({ routes: this.nodes[i]!.routes ?? [] })));
+    const stored = new Map<string, string>();
+    for (const node of this.nodes) for (const route of node.primaryRoutes ?? []) stored.set(route, node.id);
+    const primaries = primaryRoutes(
+      candidates.map((i) => ({ id: this.nodes[i]!.id, routes: this.nodes[i]!.routes ?? [] })),
+      stored,
+    );
     const offeredBy = this.offeredBy();
     const served = Array.from({ length: n }, () => [] as { route: string; prefix: Cidr; reach: NodeSet }[]);
     candidates.forEach((p, k) => {
@@ -269,10 +314,17 @@ export class MeshPlan {
         ? null
         : { input: this.inputRules(x), forward: hubTopology && !spoke ? this.forwardRules(x) : null },
     };
+    // Only on a node that chose one (an exit node's own choice stands aside: see useExits).
+    if (node.exitVia && !this.isExit(x)) config.exit = { via: this.exitOf[x]! >= 0 ? this.nodes[this.exitOf[x]!]!.name : null };
+    if (config.firewall && this.isExit(x)) {
+      const exit = this.exitRules(x);
+      if (exit.length > 0) config.firewall.exit = exit;
+    }
     // Only on a router: the configs of every other node stay as they were before routes existed.
     if (routes.length > 0) {
       config.routes = routes.map((r) => r.route);
       if (config.firewall) config.firewall.routes = this.routeRules(x);
+      if (node.masqueradeRoutes) config.masquerade = true;
     }
     return config;
   }
@@ -326,6 +378,8 @@ export class MeshPlan {
   private peer(x: number, y: number, routes: string[] | null): PeerConfig {
     const psk = this.presharedKey ? this.presharedKey(this.nodes[x]!, this.nodes[y]!) : null;
     const subnets = this.served[y]!.filter((r) => hasNode(r.reach, x)).map((r) => r.route);
+    // x's exit node: the default routes too, last (wg-quick's way: the agent routes them through a table of their own).
+    if (this.exitOf[x] === y) subnets.push(...EXIT_ROUTES);
     if (subnets.length > 0) routes = [...(routes ?? this.ownRoutes[y]!), ...subnets];
     if (psk === null && routes === null) return this.sharedPeer(y);
     const other = this.nodes[y]!;
@@ -387,6 +441,17 @@ export class MeshPlan {
       }
       const sources = this.without(this.addressesOf(rule, "src"), rule.src, x);
       if (sources.length > 0 && destinations.size > 0) rules.push({ sources, destinations: [...destinations], ports: rule.ports });
+    }
+    return rules;
+  }
+
+  /** Exit node x: per ACL rule reaching autogroup:internet, its sources (x left out) and ports. */
+  private exitRules(x: number): FirewallRule[] {
+    const rules: FirewallRule[] = [];
+    for (const rule of this.acl.rules) {
+      if (!rule.dstInternet) continue;
+      const sources = this.without(this.addressesOf(rule, "src"), rule.src, x);
+      if (sources.length > 0) rules.push({ sources, destinations: null, ports: rule.ports });
     }
     return rules;
   }

@@ -9,6 +9,9 @@
  * IPv4 prefix it spells): addresses behind subnet routers
  * (routes.ts), reached through the node that serves the route. It matches no node, and `*`
  * matches no route: what a policy lets reach a LAN behind the mesh is written as that LAN.
+ * In `dst` only too, "autogroup:internet" (Tailscale's name): the internet through an exit node
+ * (exits.ts) — public addresses only, never the mesh, a route or a private range; `*` does not
+ * hold it, and neither does having no policy: using an exit node needs a rule naming it.
  *
  * Ports: "*" (every protocol, ICMP included), "22" or "8000-8100" (TCP or UDP on those ports),
  * "tcp/5432", "udp/53", "tcp/8000-8100", "tcp/*" / "udp/*" (every port of one protocol) and
@@ -68,11 +71,15 @@ function parseRange(range: string, whole = range): { from: number; to: number } 
   return { from, to };
 }
 
+/** The selector of the internet, through an exit node (dst only). */
+export const INTERNET = "autogroup:internet";
+
 /** What a selector matches, once parsed. */
-type Selector = { kind: "all" } | { kind: "tag"; label: string } | { kind: "node"; label: string } | { kind: "prefix"; prefix: Cidr };
+type Selector = { kind: "all" } | { kind: "tag"; label: string } | { kind: "node"; label: string } | { kind: "prefix"; prefix: Cidr } | { kind: "internet" };
 
 function parseSelector(text: string): Selector | null {
   if (text === "*") return { kind: "all" };
+  if (text === INTERNET) return { kind: "internet" };
   const prefix = parseCidr(text);
   // ::ffff:10.1.0.0/120 is 10.1.0.0/24: kept IPv6, it would match no route (and slip past the pool check).
   if (prefix) return { kind: "prefix", prefix: unmapCidr(prefix) };
@@ -115,12 +122,14 @@ function parseRule(input: unknown, path: string): AclRule {
   const selectors = (field: "src" | "dst") =>
     stringList(input[field], `${path}.${field}`, (text, at) => {
       const selector = parseSelector(text);
-      const forms = field === "dst" ? `"*", "tag:<label>", "node:<label>" or a prefix behind a subnet router (10.1.0.0/24)` : `"*", "tag:<label>" or "node:<label>"`;
+      const forms = field === "dst" ? `"*", "tag:<label>", "node:<label>", a prefix behind a subnet router (10.1.0.0/24) or "${INTERNET}" (through an exit node)` : `"*", "tag:<label>" or "node:<label>"`;
       const network = selector === null && text.includes("/") ? networkOf(text) : null;
       if (network && field === "dst") throw new InvalidError(`${at}: ${JSON.stringify(text)} is not a network address (host bits are set): did you mean ${formatCidr(network)}?`, at);
       if (!selector) throw new InvalidError(`${at}: ${JSON.stringify(text)} is not a selector (${forms})`, at);
       // Traffic from behind a subnet router into the mesh is not routed (only to the routes, with replies).
       if (selector.kind === "prefix" && field === "src") throw new InvalidError(`${at}: ${JSON.stringify(text)}: a prefix names addresses behind a subnet router, which only \`dst\` takes (${forms})`, at);
+      // Nor does the internet open connections into the mesh: exit nodes carry what mesh nodes open.
+      if (selector.kind === "internet" && field === "src") throw new InvalidError(`${at}: ${JSON.stringify(text)}: the internet through an exit node is a destination, which only \`dst\` takes (${forms})`, at);
     });
   return {
     src: selectors("src"),
@@ -165,6 +174,21 @@ export function aclNodeNames(policy: AclPolicy): string[] {
   return [...names].sort();
 }
 
+/**
+ * Whether a node may use an exit node: a rule with autogroup:internet in `dst` has it in `src`.
+ * No policy lets no node (deny by default: every node reaching every node is not the internet).
+ */
+export function mayReachInternet(policy: AclPolicy | null, node: { name: string; tags: readonly string[] }): boolean {
+  if (policy === null) return false;
+  const matches = (text: string) => {
+    const selector = parseSelector(text);
+    if (selector?.kind === "all") return true;
+    if (selector?.kind === "tag") return node.tags.includes(selector.label);
+    return selector?.kind === "node" && selector.label === node.name;
+  };
+  return policy.rules.some((rule) => rule.dst.includes(INTERNET) && rule.src.some(matches));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Evaluation
 
@@ -203,6 +227,8 @@ export interface CompiledRule {
   dstMembers: number[];
   /** The prefixes of `dst` (addresses behind subnet routers), which `dst` as a node set leaves out. */
   dstPrefixes: Cidr[];
+  /** `dst` holds autogroup:internet: its sources may use an exit node, on its ports. */
+  dstInternet: boolean;
   ports: PortMatch[];
 }
 
@@ -251,7 +277,7 @@ export class AclMatrix {
       for (const text of selectors) {
         const selector = parseSelector(text);
         if (!selector) throw new InvalidError(`${JSON.stringify(text)} is not a selector`);
-        if (selector.kind === "prefix") continue; // a route's addresses, no node's
+        if (selector.kind === "prefix" || selector.kind === "internet") continue; // a route's addresses, the internet: no node's
         const set = selector.kind === "all" ? everyone : ((selector.kind === "tag" ? byTag : byName).get(selector.label) ?? empty);
         for (let w = 0; w < words; w++) out[w]! |= set[w]!;
       }
@@ -264,7 +290,8 @@ export class AclMatrix {
       // Frozen because plans hand the same port list to every config that uses the rule.
       const ports = Object.freeze(rule.ports.map((text) => Object.freeze(parsePort(text)))) as PortMatch[];
       const dstPrefixes = rule.dst.map(parseSelector).flatMap((selector) => (selector?.kind === "prefix" ? [selector.prefix] : []));
-      return { index, src, dst, srcMembers: nodeSetMembers(src), dstMembers: nodeSetMembers(dst), dstPrefixes, ports };
+      const dstInternet = rule.dst.includes(INTERNET);
+      return { index, src, dst, srcMembers: nodeSetMembers(src), dstMembers: nodeSetMembers(dst), dstPrefixes, dstInternet, ports };
     });
 
     this.outgoing = Array.from({ length: n }, () => (this.allowAll ? everyone : new Uint32Array(words)));

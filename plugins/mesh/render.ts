@@ -9,7 +9,8 @@
  * that a name can never add a config line.
  */
 import { isInterfaceName, type FirewallRule, type NodeConfig, type PeerConfig, type PortMatch } from "./types.ts";
-import { formatCidr, networkOf } from "../../src/net/ip.ts";
+import { cidrWithin, formatCidr, networkOf, parseCidr, type Cidr } from "../../src/net/ip.ts";
+import { NOT_INTERNET } from "./exits.ts";
 
 /** The comment written where the private key would go when the caller has none. */
 export const PRIVATE_KEY_PLACEHOLDER = "# PrivateKey: kept on the node";
@@ -130,6 +131,7 @@ export function renderNftables(config: NodeConfig, interfaceName: string = confi
   const name = nftablesTableName(interfaceName);
   const iface = `"${interfaceName}"`;
   const meshPrefixes = config.addresses.map((a) => networkOf(a)).filter((c) => c !== null);
+  const exit = config.firewall?.exit;
   const out = [
     `# Citadel mesh ${oneLine(config.network.name)}, node ${oneLine(config.node.name)}: firewall of ${interfaceName}`,
     retireNftablesTable(name).trimEnd(),
@@ -143,6 +145,8 @@ export function renderNftables(config: NodeConfig, interfaceName: string = confi
     // The subnet routes it serves: under the ACL's rules for them here, before the host's DNAT
     // (kube-proxy's, a port forward) can rewrite the destination to one the forward chain lets by.
     ...routeMatches(config.routes ?? []).map((match) => `\t\tiifname ${iface} ${match} ${config.firewall === null ? "accept" : "jump mesh_routes"}`),
+    // An exit node: the internet, under the ACL's rules for autogroup:internet, before the host's DNAT too.
+    ...(exit ? internetMatches(meshPrefixes).map((match) => `\t\tiifname ${iface} ${match} jump mesh_exit`) : []),
     `\t\tiifname ${iface} drop`,
     "\t}",
     "\tchain mesh_in {",
@@ -160,11 +164,89 @@ export function renderNftables(config: NodeConfig, interfaceName: string = confi
   // To the subnet routes this node serves: under the ACL's rules for them (as in prerouting), or all with no ACL.
   const routes = routeMatches(config.routes ?? []);
   for (const match of routes) out.push(`\t\tiifname ${iface} ${match} ${config.firewall === null ? "accept" : "jump mesh_routes"}`);
+  if (exit) for (const match of internetMatches(meshPrefixes)) out.push(`\t\tiifname ${iface} ${match} jump mesh_exit`);
   out.push(`\t\tiifname ${iface} drop`, "\t}");
   if (meshForward) out.push("\tchain mesh_fwd {", ...chainBody(config.firewall!.forward!), "\t}");
   if (routes.length > 0 && config.firewall !== null) out.push("\tchain mesh_routes {", ...chainBody(config.firewall.routes ?? []), "\t}");
+  if (exit) out.push("\tchain mesh_exit {", ...chainBody(exit), "\t}");
+  const masquerade = [
+    ...(config.masquerade && routes.length > 0 ? masqueradeRules(iface, meshPrefixes, addressSets(config.routes ?? [])) : []),
+    // An exit node always masquerades: the mesh's addresses are private, and replies must find their way back.
+    ...(exit ? masqueradeRules(iface, meshPrefixes, internetDestinations(meshPrefixes)) : []),
+  ];
+  if (masquerade.length > 0) out.push("\tchain mesh_masquerade {", "\t\ttype nat hook postrouting priority 100; policy accept;", ...masquerade, "\t}");
+  if (config.exit) out.push(...exitClientChains(config, iface));
   out.push("}", "");
   return out.join("\n");
+}
+
+/**
+ * What the internet is, per family, as a match on the destination: not the mesh's own prefixes
+ * and none of the ranges that are not the internet (exits.ts NOT_INTERNET). One set per family,
+ * without overlapping elements (nft refuses them in some versions): a pool inside such a range
+ * adds nothing, and such a range inside a pool is left to the pool.
+ */
+function internetDestinations(meshPrefixes: readonly Cidr[]): AddressSets {
+  const sets = { ip: "", ip6: "" };
+  for (const family of ["ip", "ip6"] as const) {
+    const pools = meshPrefixes.filter((prefix) => (prefix.family === 4) === (family === "ip"));
+    const ranges = NOT_INTERNET[family].map((text) => parseCidr(text)!).filter((range) => !pools.some((pool) => cidrWithin(range, pool)));
+    const extra = pools.filter((pool) => !ranges.some((range) => cidrWithin(pool, range)));
+    sets[family] = `!= { ${[...ranges, ...extra].map(formatCidr).join(", ")} }`;
+  }
+  return sets;
+}
+
+/** `ip daddr != { ... }` and `ip6 daddr != { ... }`: what an exit node forwards to the internet. */
+function internetMatches(meshPrefixes: readonly Cidr[]): string[] {
+  const sets = internetDestinations(meshPrefixes);
+  return [`ip daddr ${sets.ip}`, `ip6 daddr ${sets.ip6}`];
+}
+
+/**
+ * The nftables half of wg-quick's default route (as `wg-quick up` loads it in its own table) for
+ * a node using an exit node, its fwmark being its listen port: its own address answers nothing
+ * arriving on another interface unless sent from this host (preraw), and the fwmark that keeps
+ * the tunnel's UDP out of the tunnel is carried by conntrack to the replies (postmangle,
+ * premangle), so that reverse-path filtering (with src_valid_mark) finds their way back outside
+ * the tunnel too.
+ */
+function exitClientChains(config: NodeConfig, iface: string): string[] {
+  const own = config.addresses.map((address) => address.slice(0, address.indexOf("/")));
+  const mark = config.listenPort;
+  return [
+    "\tchain exit_preraw {",
+    "\t\ttype filter hook prerouting priority -300; policy accept;",
+    ...own.map((address) => `\t\tiifname != ${iface} ${address.includes(":") ? "ip6" : "ip"} daddr ${address} fib saddr type != local drop`),
+    "\t}",
+    "\tchain exit_premangle {",
+    "\t\ttype filter hook prerouting priority -150; policy accept;",
+    "\t\tmeta l4proto udp meta mark set ct mark",
+    "\t}",
+    "\tchain exit_postmangle {",
+    "\t\ttype filter hook postrouting priority -150; policy accept;",
+    `\t\tmeta l4proto udp meta mark ${mark} ct mark set meta mark`,
+    "\t}",
+  ];
+}
+
+/**
+ * The rules of a router's masquerade (Tailscale's --snat-subnet-routes), and an exit node's:
+ * what arrived on the mesh interface from the mesh's prefixes and leaves for a route it serves
+ * (or the internet) goes out with the address of the interface it leaves by, so hosts there
+ * answer the router and need no route back to the mesh. Source NAT, after the forward chain
+ * judged the packet with its mesh source (the ACL's rules see who sent it); conntrack undoes it
+ * on the replies. In the node's own table (chain mesh_masquerade), at the srcnat priority (100,
+ * written as a number for older nft): the host's own NAT chains are left alone, and the chain
+ * goes with the table when masquerading is turned off.
+ */
+function masqueradeRules(iface: string, meshPrefixes: readonly Cidr[], destinations: AddressSets): string[] {
+  const lines: string[] = [];
+  for (const prefix of meshPrefixes) {
+    const family = prefix.family === 4 ? "ip" : "ip6";
+    if (destinations[family] !== null) lines.push(`\t\tiifname ${iface} ${family} saddr ${formatCidr(prefix)} ${family} daddr ${destinations[family]} masquerade`);
+  }
+  return lines;
 }
 
 /** `ip daddr { ... }` and `ip6 daddr { ... }` for the routes of each family there are. */

@@ -10,7 +10,7 @@
  */
 import type { Database } from "bun:sqlite";
 import { createHash, randomBytes } from "node:crypto";
-import type { AuditEventInput, AuditRequestContext } from "../../src/audit/event.ts";
+import type { AuditActor, AuditEventInput, AuditRequestContext } from "../../src/audit/event.ts";
 import { actorOf, roleHolder, type Principal } from "../../src/auth/principal.ts";
 import { roleAllows, type Permission } from "../../src/auth/rbac.ts";
 import { generateToken, parseToken, tokenMatches } from "../../src/auth/tokens.ts";
@@ -21,10 +21,12 @@ import { cidrContains, formatCidr, parseCidr, parseIp } from "../../src/net/ip.t
 import type { Kernel } from "../../src/plugin.ts";
 import { addressesOf, allocateHost, randomUlaPrefix, validateNetworkPrefixes } from "./addresses.ts";
 import { createdFirst } from "./dns-clients.ts";
+import { splitExitRoutes, withExitRoutes } from "./exits.ts";
 import { isWireGuardKey } from "./keys.ts";
+import { NodeLiveness } from "./liveness.ts";
 import { parseDateTime } from "./times.ts";
-import { aclNodeNames, aclPrefixes, parseAclPolicy } from "./policy.ts";
-import { checkRoutes, overlaps as prefixesOverlap, pendingRoutes, primaryRoutes, routesInEffect } from "./routes.ts";
+import { aclNodeNames, aclPrefixes, mayReachInternet, parseAclPolicy } from "./policy.ts";
+import { checkRoutes, electPrimaries, overlaps as prefixesOverlap, pendingRoutes, primaryRoutes, routesInEffect, type RouteCandidate } from "./routes.ts";
 import type { MeshSettings } from "./settings.ts";
 import * as sql from "./store.ts";
 import { INTERFACE_NAME_RULE, isInterfaceName, type AclPolicy } from "./types.ts";
@@ -89,6 +91,8 @@ export interface NodeChanges {
   cancel_rotation?: boolean;
   /** The subnet routes approved for it, replacing those that were; in effect while it advertises them. */
   approved_routes?: string[];
+  /** True: its agent masquerades what it forwards from the mesh to the routes it serves (the LAN needs no route back). */
+  masquerade_routes?: boolean;
 }
 
 const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -163,7 +167,12 @@ function checkEndpointOutside(net: sql.NetworkRow, endpoint: string | null): str
  */
 function nodeChangeReason(before: sql.NodeRow, after: sql.NodeRow, changes: NodeChanges): string {
   const tags = (row: sql.NodeRow) => (JSON.parse(row.tags) as string[]).join(",") || "none";
-  const shown: Record<string, (row: sql.NodeRow) => string> = { tags, hub: (row) => String(row.hub === 1), disabled: (row) => String(row.disabled === 1) };
+  const shown: Record<string, (row: sql.NodeRow) => string> = {
+    tags,
+    hub: (row) => String(row.hub === 1),
+    disabled: (row) => String(row.disabled === 1),
+    masquerade_routes: (row) => String(row.masquerade_routes === 1),
+  };
   const fields = Object.keys(changes)
     // Approvals are their own event (mesh.node.routes, routeApprovalReason).
     .filter((field) => field !== "cancel_rotation" && field !== "approved_routes")
@@ -184,9 +193,10 @@ const poolsOf = (net: sql.NetworkRow) => [net.ipv4, net.ipv6];
  * keeps clear of the approved routes it sees, organizationRoutes) is then either seen here or
  * saw these.
  */
-function checkApprovedRoutes(tx: Database, net: sql.NetworkRow, list: unknown, field: string): string[] {
+function checkApprovedRoutes(tx: Database, net: sql.NetworkRow, list: unknown, field: string): { routes: string[]; exit: boolean } {
   const others = sql.networks(tx, net.organization_id).filter((other) => other.id !== net.id);
-  return checkRoutes(list, field, poolsOf(net), others.flatMap((other) => poolsOf(other).map((pool) => ({ network: other.name, pool }))));
+  const { routes, exit } = splitExitRoutes(list, field);
+  return { routes: checkRoutes(routes, field, poolsOf(net), others.flatMap((other) => poolsOf(other).map((pool) => ({ network: other.name, pool })))), exit };
 }
 
 /**
@@ -196,11 +206,21 @@ function checkApprovedRoutes(tx: Database, net: sql.NetworkRow, list: unknown, f
  * against the other networks here, the node's unchanged advertisement would fail once a network
  * is created over a pending route, which new networks do not keep clear of.
  */
-function checkAdvertisedRoutes(net: sql.NetworkRow, list: unknown, field: string): string[] {
-  return checkRoutes(list, field, poolsOf(net));
+function checkAdvertisedRoutes(net: sql.NetworkRow, list: unknown, field: string): { routes: string[]; exit: boolean } {
+  const { routes, exit } = splitExitRoutes(list, field);
+  return { routes: checkRoutes(routes, field, poolsOf(net)), exit };
 }
 
 const routeList = (json: string) => JSON.parse(json) as string[];
+
+/** What the node offers, as shown: its subnet routes, then 0.0.0.0/0 and ::/0 when it offers to be an exit node. */
+const offeredRoutes = (row: sql.NodeRow) => withExitRoutes(routeList(row.advertised_routes), row.exit_advertised === 1);
+
+/** What an operator approved for the node, as shown: its subnet routes, then the exit routes. */
+const approvedRoutes = (row: sql.NodeRow) => withExitRoutes(routeList(row.approved_routes), row.exit_approved === 1);
+
+/** An exit node: it offers the default routes and an operator approved them. */
+const isExitNode = (row: sql.NodeRow) => row.exit_advertised === 1 && row.exit_approved === 1;
 
 /**
  * 409 for a node made active again (enabled, its expiry moved) with an approved route that
@@ -221,11 +241,11 @@ function refuseApprovedRoutesOverPools(tx: Database, net: sql.NetworkRow, node: 
 
 /** What an operator's approval changed, for its event: approved and revoked routes, then what is in effect. */
 function routeApprovalReason(before: sql.NodeRow, after: sql.NodeRow): string {
-  const [was, is] = [routeList(before.approved_routes), routeList(after.approved_routes)];
+  const [was, is] = [approvedRoutes(before), approvedRoutes(after)];
   const approved = is.filter((route) => !was.includes(route));
   const revoked = was.filter((route) => !is.includes(route));
   const parts = [...(approved.length > 0 ? [`approved ${approved.join(",")}`] : []), ...(revoked.length > 0 ? [`revoked ${revoked.join(",")}`] : [])];
-  return `${parts.join("; ")}; in effect: ${routesInEffect(routeList(after.advertised_routes), is).join(",") || "none"}`;
+  return `${parts.join("; ")}; in effect: ${routesInEffect(offeredRoutes(after), is).join(",") || "none"}`;
 }
 
 /** A node's own listen port: 1–65535, or null for none (its endpoint's port, else the network's). */
@@ -259,8 +279,12 @@ export function expiryNoted(row: sql.NodeRow): boolean {
 
 export class MeshService {
   private readonly listeners = new Set<(networkId: string) => void>();
+  /** When each node's agent was last heard from (its polls): subnet routers fail over on it. */
+  readonly liveness: NodeLiveness;
 
-  constructor(private readonly k: MeshKernel) {}
+  constructor(private readonly k: MeshKernel) {
+    this.liveness = new NodeLiveness(k.clock);
+  }
 
   private readonly appliedListeners = new Set<(networkId: string) => void>();
 
@@ -409,8 +433,10 @@ export class MeshService {
       // Nothing different: no new version for every node to fetch and apply, no event.
       if (NETWORK_SETTINGS.every((field) => next[field] === current[field])) return current;
       sql.updateNetwork(tx, next);
-      next.version = sql.bumpVersion(tx, current.id, next.updated_at);
       this.k.audit.record(tx, event(caller, org, "mesh.network.update", { type: "mesh_network", id: current.id }, what || null));
+      // Made a hub network: its spokes' routes go to hubs offering them (or are no longer served).
+      this.settleRoutes(tx, next, next.updated_at, operatorMover(caller));
+      next.version = sql.bumpVersion(tx, current.id, next.updated_at);
       return next;
     });
     return this.networkView(next);
@@ -562,23 +588,131 @@ export class MeshService {
 
   nodes(org: string, network: string) {
     const net = this.networkRow(org, network);
-    const primaries = this.primaryRoutesOf(net);
-    return { items: sql.nodes(this.k.store.db, net.id).map((n) => this.nodeView(net, n, primaries)) };
+    const [roles, exits] = [this.routeRoles(net), this.exitRoles(net)];
+    return { items: sql.nodes(this.k.store.db, net.id).map((n) => this.nodeView(net, n, roles, exits)) };
   }
 
   /**
-   * The subnet routes each active node serves, by node id: as the planner picks them (plan.ts),
-   * of the nodes offering a route (hubs only, in a hub network) the one enrolled first.
+   * The network's exit nodes in effect (`serving`: approved, active, a hub in a hub network),
+   * the nodes whose choice of one is usable now (`using`: as the planner has it, plan.ts), and
+   * every node's name by id.
    */
-  primaryRoutesOf(net: sql.NetworkRow): Map<string, string[]> {
+  exitRoles(net: sql.NetworkRow): { serving: Set<string>; using: Set<string>; names: Map<string, string> } {
     const now = this.now();
-    const candidates = sql
-      .nodes(this.k.store.db, net.id)
+    const rows = sql.nodes(this.k.store.db, net.id);
+    const serving = new Set(rows.filter((n) => isActive(n, now) && isExitNode(n) && (net.topology !== "hub" || n.hub === 1)).map((n) => n.id));
+    const policy = this.policyOf(net);
+    const using = new Set(
+      rows
+        .filter((n) => isActive(n, now) && n.exit_node_id !== null && n.exit_node_id !== n.id && !serving.has(n.id) && serving.has(n.exit_node_id))
+        .filter((n) => mayReachInternet(policy, { name: n.name, tags: JSON.parse(n.tags) as string[] }))
+        .map((n) => n.id),
+    );
+    return { serving, using, names: new Map(rows.map((n) => [n.id, n.name])) };
+  }
+
+  /**
+   * Per node id, the subnet routes it serves (`primary`) and those in effect that another node
+   * offering them serves (`standby`): as the planner serves them (plan.ts), by the stored
+   * routers (electPrimaries), a route without one by the candidate enrolled first.
+   */
+  routeRoles(net: sql.NetworkRow): Map<string, { primary: string[]; standby: string[] }> {
+    const db = this.k.store.db;
+    const candidates = this.routeCandidates(net, sql.nodes(db, net.id), this.now());
+    const served = primaryRoutes(candidates, sql.routePrimaries(db, net.id));
+    return new Map(candidates.map((c, i) => [c.id, { primary: served[i]!, standby: c.routes.filter((route) => !served[i]!.includes(route)) }]));
+  }
+
+  /**
+   * The nodes that may serve routes — active; hubs only, in a hub network (spokes peer with hubs
+   * alone) — longest enrolled first (then by name, as the relay hub is picked), each with its
+   * routes in effect and whether its agent is heard from.
+   */
+  private routeCandidates(net: sql.NetworkRow, rows: readonly sql.NodeRow[], now: number): RouteCandidate[] {
+    const window = this.k.settings.router_offline_after_seconds * 1000;
+    return rows
       .filter((n) => isActive(n, now) && (net.topology !== "hub" || n.hub === 1))
       .sort((a, b) => a.created_at - b.created_at || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
-      .map((n) => ({ id: n.id, routes: routesInEffect(routeList(n.advertised_routes), routeList(n.approved_routes)) }));
-    const primaries = primaryRoutes(candidates);
-    return new Map(candidates.map((c, i) => [c.id, primaries[i]!]));
+      .map((n) => ({ id: n.id, routes: routesInEffect(routeList(n.advertised_routes), routeList(n.approved_routes)), online: this.liveness.online(n.id, window) }));
+  }
+
+  /**
+   * Who serves the network's subnet routes, settled inside a write (electPrimaries): the one that
+   * may have moved them — a node disabled, expired, removed, made a spoke, a route withdrawn or
+   * its approval revoked — or the periodic check, for a router gone quiet. Each route that goes
+   * from one router to another is audited (mesh.route.failover) as the change's `mover`; node
+   * names are the organization's personal data (`removed`: the nodes this write removed, whose
+   * names the rows no longer give). Returns whether the stored routers changed: the configs
+   * change with them, so the write makes a new version (the caller's own change has one).
+   */
+  settleRoutes(tx: Database, net: sql.NetworkRow, now: number, mover: RouteMover, removed: readonly sql.NodeRow[] = []): boolean {
+    const rows = sql.nodes(tx, net.id);
+    const { changes } = electPrimaries(this.routeCandidates(net, rows, now), sql.routePrimaries(tx, net.id));
+    if (changes.length === 0) return false;
+    const byId = new Map([...removed, ...rows].map((row) => [row.id, row]));
+    for (const change of changes) {
+      sql.setRoutePrimary(tx, net.id, change.route, change.to);
+      // First served, or served no more: the change that did it (an approval, a withdrawal) says so.
+      if (change.from === null || change.to === null) continue;
+      const [from, to] = [byId.get(change.from), byId.get(change.to)!];
+      const why = change.why === "offline" ? this.offlineReason(change.from) : goneReason(net, removed.some((row) => row.id === change.from) ? undefined : from, change.route, now);
+      this.k.audit.record(tx, {
+        action: "mesh.route.failover",
+        outcome: "success",
+        reason: `${change.route}: ${change.from} → ${change.to} (${why})`,
+        actor: mover.actor,
+        organization: net.organization_id,
+        resource: { type: "mesh_node", id: change.to },
+        // The routers' names, as at enrollment: under the organization's key, erasable.
+        subject: net.organization_id,
+        personal: { ...(from ? { from: from.name } : {}), to: to.name },
+        request: mover.request,
+      });
+    }
+    return true;
+  }
+
+  private offlineReason(nodeId: string): string {
+    const quiet = Math.round(this.liveness.quietFor(nodeId) / 1000);
+    return `offline: its agent not heard from for ${quiet} s, [mesh] router_offline_after_seconds is ${this.k.settings.router_offline_after_seconds}`;
+  }
+
+  /**
+   * The periodic check of the subnet routers: writes when nodes were last heard from (at most
+   * once a minute each), then, in every network with routes, moves each route whose router went
+   * offline to an online node offering it (settleRoutes), with a new version. Nothing while
+   * sealed: no agent is heard from then (liveness restarts its window at the unseal). Returns
+   * how many networks' routes moved.
+   */
+  async checkRouters(): Promise<number> {
+    if (this.k.seal.sealed) return 0;
+    await this.writeLastSeen();
+    const db = this.k.store.db;
+    let moved = 0;
+    for (const id of sql.networksWithRoutes(db)) {
+      const net = sql.networkById(db, id);
+      if (!net || !this.organizationLive(net.organization_id)) continue;
+      // Read first: most checks move nothing, and a write would queue behind every other.
+      if (electPrimaries(this.routeCandidates(net, sql.nodes(db, id), this.now()), sql.routePrimaries(db, id)).changes.length === 0) continue;
+      moved += await this.write(id, (tx) => {
+        const fresh = sql.networkById(tx, id);
+        const now = this.now();
+        if (!fresh || !this.settleRoutes(tx, fresh, now, SYSTEM_MOVER)) return 0;
+        sql.bumpVersion(tx, id, now);
+        return 1;
+      });
+    }
+    return moved;
+  }
+
+  /** last_seen_at of the nodes heard from since it was last written, by a minute or more (see NodeLiveness). */
+  private async writeLastSeen(): Promise<void> {
+    let stored: Map<string, number | null> | null = null;
+    const due = this.liveness.due((id) => (stored ??= sql.lastSeen(this.k.store.db)).get(id) ?? null);
+    if (due.length === 0) return;
+    await this.k.store.write((tx) => {
+      for (const { id, at } of due) if (!sql.recordSeen(tx, id, at)) this.liveness.forget(id);
+    });
   }
 
   showNode(org: string, network: string, idOrName: string) {
@@ -611,12 +745,16 @@ export class MeshService {
     if (changes.endpoint !== undefined) asked.endpoint = checkEndpointOutside(net, checkEndpoint(changes.endpoint));
     if (changes.listen_port !== undefined) asked.listen_port = checkListenPort(changes.listen_port);
     if (changes.expires_at !== undefined) asked.expires_at = expires;
+    if (changes.masquerade_routes !== undefined) asked.masquerade_routes = changes.masquerade_routes ? 1 : 0;
     const updatedAt = this.now();
     const written = await this.write(net.id, (tx) => {
       // On the row as it is now: another change made meanwhile (a disable, a rotation the node
       // made) stands, instead of being overwritten by what this request read before.
       this.requireLiveOrganization(tx, org);
-      if (changes.approved_routes !== undefined) asked.approved_routes = JSON.stringify(checkApprovedRoutes(tx, net, changes.approved_routes, "approved_routes"));
+      if (changes.approved_routes !== undefined) {
+        const { routes, exit } = checkApprovedRoutes(tx, net, changes.approved_routes, "approved_routes");
+        Object.assign(asked, { approved_routes: JSON.stringify(routes), exit_approved: exit ? 1 : 0 });
+      }
       const fresh = sql.nodeById(tx, current.id);
       if (!fresh) throw new NotFoundError(`No node ${idOrName} in the mesh network ${net.name}.`);
       // Nothing different (a tag list as it was, a node enabled already): no new version.
@@ -627,7 +765,11 @@ export class MeshService {
       sql.bumpVersion(tx, net.id, updatedAt);
       const reason = nodeChangeReason(fresh, row, changes);
       if (reason !== "") this.k.audit.record(tx, event(caller, org, "mesh.node.update", { type: "mesh_node", id: current.id }, reason));
-      if (row.approved_routes !== fresh.approved_routes) this.k.audit.record(tx, event(caller, org, "mesh.node.routes", { type: "mesh_node", id: current.id }, routeApprovalReason(fresh, row)));
+      if (row.approved_routes !== fresh.approved_routes || row.exit_approved !== fresh.exit_approved) {
+        this.k.audit.record(tx, event(caller, org, "mesh.node.routes", { type: "mesh_node", id: current.id }, routeApprovalReason(fresh, row)));
+      }
+      // A disable, an expiry, a demotion or a revoked approval hands the node's routes over; an approval may make it serve one.
+      this.settleRoutes(tx, sql.networkById(tx, net.id) ?? net, updatedAt, operatorMover(caller));
       return row;
     });
     return this.nodeView(net, written);
@@ -645,13 +787,17 @@ export class MeshService {
       if (!sql.deleteNode(tx, current.id)) throw new NotFoundError(`No node ${idOrName} in the mesh network ${net.name}.`);
       sql.bumpVersion(tx, net.id, this.now());
       this.k.audit.record(tx, { ...event(caller, org, "mesh.node.delete", { type: "mesh_node", id: current.id }, "removed"), personal: { node: current.name } });
+      this.settleRoutes(tx, sql.networkById(tx, net.id) ?? net, this.now(), operatorMover(caller), [current]);
     });
+    this.liveness.forget(current.id);
   }
 
-  nodeView(net: sql.NetworkRow, n: sql.NodeRow, primaries = this.primaryRoutesOf(net)) {
+  nodeView(net: sql.NetworkRow, n: sql.NodeRow, roles = this.routeRoles(net), exits = this.exitRoles(net)) {
     const now = this.now();
-    const advertised = routeList(n.advertised_routes);
-    const approved = routeList(n.approved_routes);
+    const heard = this.liveness.lastHeard(n.id);
+    const role = roles.get(n.id);
+    const advertised = offeredRoutes(n);
+    const approved = approvedRoutes(n);
     const { ipv4, ipv6 } = addressesOf(net.ipv4, net.ipv6, n.host);
     const domain = this.domainOf(net);
     return {
@@ -670,11 +816,17 @@ export class MeshService {
       advertised_routes: advertised,
       approved_routes: approved,
       pending_routes: pendingRoutes(advertised, approved),
-      primary_routes: primaries.get(n.id) ?? [],
+      primary_routes: role?.primary ?? [],
+      standby_routes: role?.standby ?? [],
+      masquerade_routes: n.masquerade_routes === 1,
+      exit_node: exits.serving.has(n.id),
+      exit_via: n.exit_node_id === null ? null : (exits.names.get(n.exit_node_id) ?? n.exit_node_id),
+      exit_via_usable: exits.using.has(n.id),
       state: (n.disabled ? "disabled" : n.expires_at !== null && n.expires_at <= now ? "expired" : "active") as "disabled" | "expired" | "active",
       expires_at: iso(n.expires_at),
       applied_version: n.applied_version,
-      last_seen_at: iso(n.last_seen_at),
+      last_seen_at: iso(heard !== null && (n.last_seen_at === null || heard > n.last_seen_at) ? heard : n.last_seen_at),
+      online: this.liveness.online(n.id, this.k.settings.router_offline_after_seconds * 1000),
       created_at: iso(n.created_at)!,
     };
   }
@@ -814,7 +966,7 @@ export class MeshService {
       if (!this.organizationLiveIn(tx, net.organization_id)) throw new EnrollmentRefused(new UnauthorizedError("This pre-auth key is not valid."), "the organization was deleted");
       const refusal = keyRefusal(fresh, now) ?? this.makerRefusal(fresh, net.organization_id);
       if (refusal) throw new EnrollmentRefused(new UnauthorizedError(refusal.message), refusal.reason);
-      const advertised = checkAdvertisedRoutes(net, input.advertise_routes ?? [], "advertise_routes");
+      const { routes: advertised, exit: exitOffered } = checkAdvertisedRoutes(net, input.advertise_routes ?? [], "advertise_routes");
       if (sql.node(tx, net.id, name)) throw new EnrollmentRefused(new ConflictError(`A node named ${name} is enrolled in ${net.name} already; remove it first to enroll it again.`), "name taken");
       if (sql.keyInUse(tx, input.public_key)) throw new EnrollmentRefused(new ConflictError("This public key belongs to an enrolled node already: generate a new key pair."), "public key in use");
       const used = sql.usedHosts(tx, net.id);
@@ -848,6 +1000,10 @@ export class MeshService {
         last_seen_at: now,
         advertised_routes: JSON.stringify(advertised),
         approved_routes: "[]",
+        masquerade_routes: 0,
+        exit_advertised: exitOffered ? 1 : 0,
+        exit_approved: 0,
+        exit_node_id: null,
         created_at: now,
         updated_at: now,
       };
@@ -858,7 +1014,7 @@ export class MeshService {
       this.k.audit.record(tx, {
         action: "mesh.node.enroll",
         outcome: "success",
-        reason: `with key ${key.prefix}, tags ${tags.join(",") || "none"}${listenPort === null ? "" : `, listen port ${listenPort}`}${advertised.length === 0 ? "" : `, routes advertised ${advertised.join(",")} (pending approval)`}`,
+        reason: `with key ${key.prefix}, tags ${tags.join(",") || "none"}${listenPort === null ? "" : `, listen port ${listenPort}`}${advertised.length === 0 && !exitOffered ? "" : `, routes advertised ${withExitRoutes(advertised, exitOffered).join(",")} (pending approval)`}`,
         actor: { kind: "service", organization: net.organization_id, token: key.prefix },
         organization: net.organization_id,
         // A node's name is often its host name ("alices-laptop"): personal data, under the
@@ -956,6 +1112,7 @@ export class MeshService {
     if (!this.organizationLive(this.organizationOf(row.network_id))) throw new StandingEndedError("This node's organization was deleted.");
     if (row.disabled) throw new StandingEndedError("This node is disabled.");
     if (row.expires_at !== null && row.expires_at <= this.now()) throw new StandingEndedError("This node has expired: enroll it again.");
+    this.liveness.heardFrom(row.id);
     return row;
   }
 
@@ -999,23 +1156,65 @@ export class MeshService {
     const net = sql.networkById(this.k.store.db, node.network_id)!;
     const now = this.now();
     const row = await this.write(node.network_id, (tx) => {
-      const advertised = JSON.stringify(checkAdvertisedRoutes(net, routes, "routes"));
+      const offer = checkAdvertisedRoutes(net, routes, "routes");
+      const [advertised, exitAdvertised] = [JSON.stringify(offer.routes), offer.exit ? 1 : 0];
       // On the row as it is now: an approval made meanwhile stands.
       const fresh = sql.nodeById(tx, node.id);
       if (!fresh) throw new UnauthorizedError("Send this node's token: Authorization: Bearer citadel_node_...");
-      if (fresh.advertised_routes === advertised) return fresh;
-      const row: sql.NodeRow = { ...fresh, advertised_routes: advertised, updated_at: now };
+      if (fresh.advertised_routes === advertised && fresh.exit_advertised === exitAdvertised) return fresh;
+      const row: sql.NodeRow = { ...fresh, advertised_routes: advertised, exit_advertised: exitAdvertised, updated_at: now };
       sql.updateNode(tx, row);
-      const approved = routeList(row.approved_routes);
-      const [before, after] = [routesInEffect(routeList(fresh.advertised_routes), approved), routesInEffect(routeList(advertised), approved)];
-      if (before.join() !== after.join()) sql.bumpVersion(tx, node.network_id, now);
-      const pending = pendingRoutes(routeList(advertised), approved);
-      const reason = `advertised ${routeList(advertised).join(",") || "none"}; in effect: ${after.join(",") || "none"}${pending.length > 0 ? `; pending approval: ${pending.join(",")}` : ""}`;
+      const approved = approvedRoutes(row);
+      const [before, after] = [routesInEffect(offeredRoutes(fresh), approved), routesInEffect(offeredRoutes(row), approved)];
+      const pending = pendingRoutes(offeredRoutes(row), approved);
+      const reason = `advertised ${offeredRoutes(row).join(",") || "none"}; in effect: ${after.join(",") || "none"}${pending.length > 0 ? `; pending approval: ${pending.join(",")}` : ""}`;
       this.k.audit.record(tx, nodeEvent(tx, node, "mesh.node.routes", reason, request));
+      // A route withdrawn goes to a standby; one newly in effect may be served by this node.
+      const moved = this.settleRoutes(tx, sql.networkById(tx, node.network_id) ?? net, now, { actor: nodeActor(net, node), request: { id: request.id ?? null } });
+      if (before.join() !== after.join() || moved) sql.bumpVersion(tx, node.network_id, now);
       return row;
     });
-    const approved = routeList(row.approved_routes);
-    return { advertised_routes: routeList(row.advertised_routes), approved_routes: approved, pending_routes: pendingRoutes(routeList(row.advertised_routes), approved) };
+    const approved = approvedRoutes(row);
+    return { advertised_routes: offeredRoutes(row), approved_routes: approved, pending_routes: pendingRoutes(offeredRoutes(row), approved) };
+  }
+
+  /**
+   * The node's own choice of the exit node it sends its internet traffic through (Tailscale's
+   * `--exit-node`), by name or id; null: none (its traffic goes out directly again). Refused
+   * (409) unless the one named is an exit node in effect in its network (approved, active, a hub
+   * in a hub network), not itself, and the ACL lets this node reach autogroup:internet; an exit
+   * node uses none itself. Stored, a new version: its config routes the default routes to that
+   * peer. Should the exit node stop being usable later, the choice stays and the node's
+   * internet traffic is blocked, not sent out directly, until it chooses again (fail closed).
+   */
+  async chooseExitNode(node: sql.NodeRow, request: AuditRequestContext, choice: string | null) {
+    const now = this.now();
+    const row = await this.write(node.network_id, (tx) => {
+      const net = sql.networkById(tx, node.network_id)!;
+      const fresh = sql.nodeById(tx, node.id);
+      if (!fresh) throw new UnauthorizedError("Send this node's token: Authorization: Bearer citadel_node_...");
+      let exitId: string | null = null;
+      if (choice !== null) {
+        const exit = sql.node(tx, net.id, choice);
+        if (!exit || exit.id === fresh.id) throw new ConflictError(`${JSON.stringify(choice)} is not another node of the network ${net.name}.`);
+        if (!isActive(exit, now) || !isExitNode(exit) || (net.topology === "hub" && exit.hub !== 1)) {
+          throw new ConflictError(`${exit.name} is not an exit node now: it must offer 0.0.0.0/0 and ::/0, have them approved, be enabled${net.topology === "hub" ? " and be a hub (a hub network)" : ""}.`);
+        }
+        if (isExitNode(fresh)) throw new ConflictError("This node is an exit node itself: its own internet traffic goes out directly.");
+        if (!mayReachInternet(this.policyOf(net), { name: fresh.name, tags: JSON.parse(fresh.tags) as string[] })) {
+          throw new ConflictError(`The network's ACL does not let this node reach autogroup:internet (no policy does not either: an exit node is used only where a rule allows it).`);
+        }
+        exitId = exit.id;
+      }
+      if (fresh.exit_node_id === exitId) return fresh;
+      const row: sql.NodeRow = { ...fresh, exit_node_id: exitId, updated_at: now };
+      sql.updateNode(tx, row);
+      sql.bumpVersion(tx, net.id, now);
+      this.k.audit.record(tx, nodeEvent(tx, node, "mesh.node.exit", exitId === null ? "uses no exit node" : `uses the exit node ${exitId}`, request));
+      return row;
+    });
+    const names = new Map(sql.nodes(this.k.store.db, node.network_id).map((n) => [n.id, n.name]));
+    return { exit_node: row.exit_node_id === null ? null : (names.get(row.exit_node_id) ?? row.exit_node_id) };
   }
 
   /** Starts a key rotation: peers get the next key beside the current one (the overlap). */
@@ -1057,6 +1256,8 @@ export class MeshService {
           // Its name under the organization's key (erasable), as at enrollment.
           this.k.audit.record(tx, { ...expired, actor: { kind: "system" }, subject: expired.organization ?? null, personal: { node: node.name } });
         }
+        const net = sql.networkById(tx, networkId);
+        if (net) this.settleRoutes(tx, net, now, SYSTEM_MOVER);
         return still.length;
       });
     }
@@ -1315,6 +1516,32 @@ function overlaps(a: string, b: string): boolean {
   const y = parseCidr(b);
   if (!x || !y || x.family !== y.family) return false;
   return cidrContains(x, y) || cidrContains(y, x);
+}
+
+/** Who made the change that moves subnet routes, for their events (mesh.route.failover). */
+export interface RouteMover {
+  actor: AuditActor;
+  /** The request's id only: its address and agent are the caller's personal data, which its own event keeps. */
+  request: AuditRequestContext;
+}
+
+/** The periodic check, an expiry. */
+const SYSTEM_MOVER: RouteMover = { actor: { kind: "system" }, request: {} };
+
+const operatorMover = (caller: Caller): RouteMover => ({ actor: actorOf(caller.principal), request: { id: caller.request.id ?? null } });
+
+/** A node speaking for itself with its token. */
+const nodeActor = (net: sql.NetworkRow, node: sql.NodeRow): AuditActor => ({ kind: "service", organization: net.organization_id, token: node.token_prefix });
+
+/** Why a router no longer offers a route it served (electPrimaries' "gone"), for the event: `row` as it is now, undefined once removed. */
+function goneReason(net: sql.NetworkRow, row: sql.NodeRow | undefined, route: string, now: number): string {
+  if (!row) return "removed";
+  if (row.disabled) return "disabled";
+  if (!isActive(row, now)) return "expired";
+  if (net.topology === "hub" && row.hub !== 1) return "not a hub: in a hub network only hubs serve routes";
+  if (!routeList(row.advertised_routes).includes(route)) return "no longer advertised by it";
+  if (!routeList(row.approved_routes).includes(route)) return "its approval revoked";
+  return "no longer offered by it";
 }
 
 function event(caller: Caller, org: string, action: string, resource: { type: string; id: string }, reason: string | null): AuditEventInput {

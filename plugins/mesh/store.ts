@@ -63,6 +63,13 @@ export interface NodeRow {
   /** JSON arrays of canonical prefixes: the subnet routes the node offers, and those an operator approved. */
   advertised_routes: string;
   approved_routes: string;
+  /** 1: its agent masquerades what it forwards from the mesh to the routes it serves. */
+  masquerade_routes: number;
+  /** 1: it offers to be an exit node (0.0.0.0/0 and ::/0); 1: an operator approved that. */
+  exit_advertised: number;
+  exit_approved: number;
+  /** The exit node it chose to send its internet traffic through (its own request); null: none. */
+  exit_node_id: string | null;
   created_at: number;
   updated_at: number;
 }
@@ -186,18 +193,19 @@ export function setLastHost(tx: Database, networkId: string, host: number): void
 export function insertNode(tx: Database, row: NodeRow): void {
   tx.query(
     `INSERT INTO mesh_nodes (id, network_id, name, tags, host, public_key, next_public_key, rotation_version, rotation_started_at, endpoint, listen_port, hub, disabled, expires_at,
-       token_prefix, token_hash, preauth_key_id, applied_version, last_seen_at, advertised_routes, approved_routes, created_at, updated_at)
+       token_prefix, token_hash, preauth_key_id, applied_version, last_seen_at, advertised_routes, approved_routes, masquerade_routes, exit_advertised, exit_approved, exit_node_id, created_at, updated_at)
      VALUES ($id, $network_id, $name, $tags, $host, $public_key, $next_public_key, $rotation_version, $rotation_started_at, $endpoint, $listen_port, $hub, $disabled, $expires_at,
-       $token_prefix, $token_hash, $preauth_key_id, $applied_version, $last_seen_at, $advertised_routes, $approved_routes, $created_at, $updated_at)`,
+       $token_prefix, $token_hash, $preauth_key_id, $applied_version, $last_seen_at, $advertised_routes, $approved_routes, $masquerade_routes, $exit_advertised, $exit_approved, $exit_node_id, $created_at, $updated_at)`,
   ).run(row as any);
 }
 
-/** Writes the node's changeable fields (tags, keys, endpoint, listen port, state, routes). */
+/** Writes the node's changeable fields (tags, keys, endpoint, listen port, state, routes, masquerade, exit node). */
 export function updateNode(tx: Database, row: NodeRow): void {
   tx.query(
     `UPDATE mesh_nodes SET tags = $tags, public_key = $public_key, next_public_key = $next_public_key, rotation_version = $rotation_version,
        rotation_started_at = $rotation_started_at, endpoint = $endpoint, listen_port = $listen_port, hub = $hub, disabled = $disabled, expires_at = $expires_at,
-       advertised_routes = $advertised_routes, approved_routes = $approved_routes, updated_at = $updated_at
+       advertised_routes = $advertised_routes, approved_routes = $approved_routes, masquerade_routes = $masquerade_routes,
+       exit_advertised = $exit_advertised, exit_approved = $exit_approved, exit_node_id = $exit_node_id, updated_at = $updated_at
      WHERE id = $id`,
   ).run({
       id: row.id,
@@ -213,6 +221,10 @@ export function updateNode(tx: Database, row: NodeRow): void {
       expires_at: row.expires_at,
       advertised_routes: row.advertised_routes,
       approved_routes: row.approved_routes,
+      masquerade_routes: row.masquerade_routes,
+      exit_advertised: row.exit_advertised,
+      exit_approved: row.exit_approved,
+      exit_node_id: row.exit_node_id,
       updated_at: row.updated_at,
     } as any);
 }
@@ -236,6 +248,34 @@ export const recordApplied = (tx: Database, id: string, version: number, now: nu
   tx.query("UPDATE mesh_nodes SET applied_version = max(applied_version, ?), last_seen_at = ? WHERE id = ?").run(version, now, id);
 
 export const deleteNode = (tx: Database, id: string) => tx.query("DELETE FROM mesh_nodes WHERE id = ?").run(id).changes > 0;
+
+// --- who serves the subnet routes -----------------------------------------------------------
+
+/** Route → the node serving it, as stored (routes.ts electPrimaries). */
+export const routePrimaries = (db: Database, networkId: string) =>
+  new Map(db.query<{ route: string; node_id: string }, [string]>("SELECT route, node_id FROM mesh_route_primaries WHERE network_id = ?").all(networkId).map((r) => [r.route, r.node_id]));
+
+/** Sets who serves a route; null: nobody (no node offers it any more). */
+export function setRoutePrimary(tx: Database, networkId: string, route: string, nodeId: string | null): void {
+  if (nodeId === null) tx.query("DELETE FROM mesh_route_primaries WHERE network_id = ? AND route = ?").run(networkId, route);
+  else tx.query("INSERT INTO mesh_route_primaries (network_id, route, node_id) VALUES (?, ?, ?) ON CONFLICT (network_id, route) DO UPDATE SET node_id = excluded.node_id").run(networkId, route, nodeId);
+}
+
+/** The networks where some node has a route in effect, or a route has a router stored: those whose routers the periodic check judges. */
+export const networksWithRoutes = (db: Database) =>
+  db
+    .query<{ id: string }, []>(
+      `SELECT DISTINCT network_id AS id FROM mesh_nodes WHERE advertised_routes != '[]' AND approved_routes != '[]'
+       UNION SELECT DISTINCT network_id FROM mesh_route_primaries`,
+    )
+    .all()
+    .map((r) => r.id);
+
+/** When each node was last heard from, as stored. */
+export const lastSeen = (db: Database) => new Map(db.query<{ id: string; last_seen_at: number | null }, []>("SELECT id, last_seen_at FROM mesh_nodes").all().map((r) => [r.id, r.last_seen_at]));
+
+/** Writes when a node was last heard from (not a config change: no version); false when it is gone. */
+export const recordSeen = (tx: Database, id: string, at: number) => tx.query("UPDATE mesh_nodes SET last_seen_at = max(coalesce(last_seen_at, 0), ?) WHERE id = ?").run(at, id).changes > 0;
 
 // --- the control plane's signing key -------------------------------------------------------
 

@@ -61,6 +61,18 @@ export interface MeshNode {
   enrolledAt?: number;
   /** Subnet routes in effect (advertised and approved), canonical; absent: none. Several nodes may offer one: the planner picks who serves it. */
   routes?: readonly string[];
+  /**
+   * The routes the control plane made this node serve (stored: routes.ts electPrimaries, failing
+   * over on liveness); absent: none. A route no candidate offering it has here is served by the
+   * candidate enrolled first.
+   */
+  primaryRoutes?: readonly string[];
+  /** Its agent masquerades what it forwards from the mesh to the routes it serves (an operator's choice). */
+  masqueradeRoutes?: boolean;
+  /** It offers to be an exit node and an operator approved it (exits.ts); absent: not. */
+  exitNode?: boolean;
+  /** The id of the exit node it chose to use (its own choice); absent or null: none. */
+  exitVia?: string | null;
 }
 
 /**
@@ -126,8 +138,23 @@ export interface NodeConfig {
   /** Subnet routes this node serves for the mesh (it forwards to them); absent: none. */
   routes?: string[];
   /**
-   * null: no ACL (accept everything from the mesh). Otherwise deny by default. `routes`: what
-   * may pass from the mesh to this node's subnet routes (absent when it serves none).
+   * With `routes`: what it forwards from the mesh's prefixes to them leaves with its own address
+   * (nftables masquerade), so hosts there need no route back; absent: not (they need one).
    */
-  firewall: { input: FirewallRule[]; forward: FirewallRule[] | null; routes?: FirewallRule[] } | null;
+  masquerade?: boolean;
+  /**
+   * This node chose an exit node: `via` is the peer whose AllowedIPs carry 0.0.0.0/0 and ::/0
+   * (its agent routes everything but the tunnel's own packets and the control plane through it,
+   * as wg-quick does), or null when that one is not usable now (not approved, gone, or the ACL
+   * does not let this node reach the internet): the agent then blocks what would have gone
+   * through it rather than send it out directly (fail closed). Absent: it uses none.
+   */
+  exit?: { via: string | null };
+  /**
+   * null: no ACL (accept everything from the mesh). Otherwise deny by default. `routes`: what
+   * may pass from the mesh to this node's subnet routes (absent when it serves none). `exit`:
+   * on an exit node, who may go through it to the internet, on which ports (destinations null);
+   * absent on any other node — and on an exit node no rule lets anyone use.
+   */
+  firewall: { input: FirewallRule[]; forward: FirewallRule[] | null; routes?: FirewallRule[]; exit?: FirewallRule[] } | null;
 }

@@ -10,7 +10,10 @@
  * (allowed ports get through, others not); a subnet route: a LAN namespace behind db1 is
  * reached through it by the node the ACL lets, never by one it does not, even one that routes
  * the LAN into its tunnel by hand, and a node on that LAN itself keeps its own route, given the
- * LAN or a part of it; --dry-run shows the change first and touches
+ * LAN or a part of it; a second router for that LAN stands by and takes the route over once
+ * db1's agent stops polling (and keeps it when db1 comes back), and masquerading there lets a LAN
+ * host with no route back to the mesh answer; an exit node carries a node's internet traffic
+ * (and not its control plane's), and blocks it once it is not usable; --dry-run shows the change first and touches
  * nothing; a node whose interface is gone comes back from its stored config with the control
  * plane down (a reboot).
  *
@@ -35,6 +38,8 @@ const BRIDGE_NS = `cmb${id}`;
 const CONTROL_NS = `cmc${id}`;
 /** A LAN behind db1 (node 3), which it routes for the mesh: 10.77.0.0/24, db1 at .1, a host at .2. */
 const LAN_NS = `cml${id}`;
+/** "The internet" behind ops1 (node 4), its exit node: a host at 45.0.0.1 and 2a0e:100::1, ops1 at .254 and ::254 (globally reachable ranges, in a namespace of their own: documentation ranges are not the internet to an exit node). */
+const INET_NS = `cmi${id}`;
 const SERVER = "192.0.2.100";
 const PORT = 8443;
 const NODES = [
@@ -46,6 +51,8 @@ const NODES = [
 const nodeNs = (n: number) => `cmn${id}x${n}`;
 const ifName = (n: number) => `wgm${id}n${n}`;
 const meshIp = (n: number) => `100.64.0.${n}`;
+/** [mesh] router_offline_after_seconds of the control plane here. */
+const ROUTER_OFFLINE_AFTER_SECONDS = 6;
 
 /** The tools live in /usr/sbin, which a non-login PATH may lack. */
 const PATH = `${process.env.PATH ?? "/usr/bin:/bin"}:/usr/sbin:/sbin`;
@@ -102,6 +109,19 @@ async function agentOnce(n: number) {
   return onNode(n, ["mesh", "agent", "--once", "--state", stateOf(n)]);
 }
 
+/** Node n's agent, running (polling every second) until killed; kept in `agents` for the clean-up. */
+function startAgent(n: number): Subprocess {
+  const agent = Bun.spawn(["/usr/sbin/ip", "netns", "exec", nodeNs(n), BINARY, "mesh", "agent", "--interval", "1", "--state", stateOf(n)], { env: { PATH, HOME: home.path }, stdout: "ignore", stderr: "ignore", stdin: "ignore" });
+  agents.push(agent);
+  return agent;
+}
+
+/** Waits (up to `ms`) until `check` holds; returns whether it did. */
+async function eventually(check: () => Promise<boolean>, ms = 20_000): Promise<boolean> {
+  for (const until = Date.now() + ms; Date.now() < until; await Bun.sleep(250)) if (await check()) return true;
+  return check();
+}
+
 /** A TCP connect from node `from` to `address:port`, 2 s at most: "open" or "closed". */
 async function tcpConnect(from: number, address: string, port: number): Promise<string> {
   const script = `setTimeout(() => { console.log("closed"); process.exit(0); }, 2000); await Bun.connect({ hostname: "${address}", port: ${port}, socket: { data() {}, open(s) { console.log("open"); s.end(); process.exit(0); }, connectError() { console.log("closed"); process.exit(0); } } }).catch(() => { console.log("closed"); process.exit(0); });`;
@@ -124,13 +144,13 @@ function wireguardGoRuns(name: string): boolean {
 async function removeNetwork() {
   for (const a of agents) a.kill("SIGKILL");
   server?.kill("SIGKILL");
-  for (const ns of [BRIDGE_NS, CONTROL_NS, LAN_NS, ...NODES.map((node) => nodeNs(node.n))]) {
+  for (const ns of [BRIDGE_NS, CONTROL_NS, LAN_NS, INET_NS, ...NODES.map((node) => nodeNs(node.n))]) {
     const pids = await sh(["ip", "netns", "pids", ns], { allowFail: true });
     for (const pid of pids.stdout.split(/\s+/).filter(Boolean)) process.kill(Number(pid), "SIGKILL");
   }
   // wireguard-go's sockets outlive a killed process.
   for (const node of NODES) await sh(["rm", "-f", `/var/run/wireguard/${ifName(node.n)}.sock`, `/var/run/wireguard/wgh${id}n${node.n}.sock`], { allowFail: true });
-  for (const ns of [BRIDGE_NS, CONTROL_NS, LAN_NS, ...NODES.map((node) => nodeNs(node.n))]) await sh(["ip", "netns", "del", ns], { allowFail: true });
+  for (const ns of [BRIDGE_NS, CONTROL_NS, LAN_NS, INET_NS, ...NODES.map((node) => nodeNs(node.n))]) await sh(["ip", "netns", "del", ns], { allowFail: true });
 }
 
 async function cleanup() {
@@ -160,7 +180,8 @@ describe.skipIf(!runnable)("a WireGuard mesh of network namespaces", () => {
     // The control plane, serving HTTPS on the bridge (its self-signed certificate names 192.0.2.100).
     const serverData = join(data.path, "server");
     server = Bun.spawn(["/usr/sbin/ip", "netns", "exec", CONTROL_NS, BINARY, "serve", "--data", serverData], {
-      env: { PATH, HOME: home.path, CITADEL_HTTP_ADDRESS: SERVER, CITADEL_HTTP_PORT: String(PORT), CITADEL_DNS_UDP: "", CITADEL_DNS_TCP: "" },
+      // Routers are judged quickly here: offline 6 s after an agent's last poll (agents poll every second, --interval 1).
+      env: { PATH, HOME: home.path, CITADEL_HTTP_ADDRESS: SERVER, CITADEL_HTTP_PORT: String(PORT), CITADEL_DNS_UDP: "", CITADEL_DNS_TCP: "", CITADEL_MESH_POLL_SECONDS: "2", CITADEL_MESH_ROUTER_OFFLINE_AFTER_SECONDS: String(ROUTER_OFFLINE_AFTER_SECONDS) },
       stdout: Bun.file(join(data.path, "server.out")),
       stderr: Bun.file(join(data.path, "server.err")),
       stdin: "ignore",
@@ -390,6 +411,160 @@ describe.skipIf(!runnable)("a WireGuard mesh of network namespaces", () => {
     }
     await agentOnce(4);
     expect((await inNs(nodeNs(4), ["ip", "route", "show", "10.77.0.0/24"])).stdout).toContain(`dev ${ifName(4)} proto 83`);
+  }, 120_000);
+
+  test("HA subnet routers: web2 offers db1's LAN too and stands by; db1's agent stops, and past router_offline_after_seconds the route fails over to web2 and ops1 reaches the LAN through it; db1 back does not take it back", async () => {
+    const host = "10.77.0.2";
+    const LAN = "10.77.0.0/24";
+    // The LAN becomes a switch both routers are on: db1 at .1 (as before), web2 at .3.
+    for (const argv of [["ip", "link", "add", "br0", "type", "bridge"], ["ip", "link", "set", "br0", "up"], ["ip", "address", "del", `${host}/24`, "dev", "eth0"], ["ip", "link", "set", "eth0", "master", "br0"], ["ip", "address", "add", `${host}/24`, "dev", "br0"], ["ip", "route", "add", "default", "via", "10.77.0.1"]]) await inNs(LAN_NS, argv);
+    await sh(["ip", "link", "add", "lan0", "netns", nodeNs(2), "type", "veth", "peer", "name", "eth1", "netns", LAN_NS]);
+    await inNs(LAN_NS, ["ip", "link", "set", "eth1", "master", "br0", "up"]);
+    await inNs(nodeNs(2), ["ip", "address", "add", "10.77.0.3/24", "dev", "lan0"]);
+    await inNs(nodeNs(2), ["ip", "link", "set", "lan0", "up"]);
+    await onNode(2, ["mesh", "routes", "--advertise", LAN, "--state", stateOf(2)]);
+    await operator(["mesh", "nodes", "set", "office", "web2", "--approved-routes", LAN]);
+    const nodes = async () => JSON.parse((await operator(["mesh", "nodes", "office", "--json"])).stdout).items as Array<{ name: string; public_key: string; online: boolean; primary_routes: string[]; standby_routes: string[] }>;
+    const view = async (name: string) => (await nodes()).find((x) => x.name === name)!;
+    const routedTo = async () => (await inNs(nodeNs(4), ["wg", "show", ifName(4), "allowed-ips"])).stdout.split("\n").find((line) => line.includes(LAN))?.split("\t")[0];
+
+    const db1 = startAgent(3);
+    for (const n of [2, 4]) startAgent(n);
+    // db1, enrolled first, serves it; web2 stands by.
+    expect(await view("db1")).toMatchObject({ primary_routes: [LAN], standby_routes: [] });
+    expect(await view("web2")).toMatchObject({ primary_routes: [], standby_routes: [LAN] });
+    expect(await eventually(() => pings(4, host))).toBe(true);
+    const keys = Object.fromEntries((await nodes()).map((x) => [x.name, x.public_key]));
+    expect(await routedTo()).toBe(keys.db1);
+
+    // db1's agent stops (its tunnel and forwarding stay, as after a crash of the agent alone):
+    // once it has not polled for the window, web2 serves the route and ops1's agent moves it.
+    db1.kill("SIGKILL");
+    await db1.exited;
+    expect(await eventually(async () => (await view("web2")).primary_routes.includes(LAN), 30_000)).toBe(true);
+    expect(await view("db1")).toMatchObject({ online: false, primary_routes: [], standby_routes: [LAN] });
+    expect(await eventually(async () => (await routedTo()) === keys.web2)).toBe(true);
+    // Without masquerade the LAN answers through its own route back, which must follow the
+    // router (a VRRP address, as keepalived moves it; or masquerade: the next test).
+    await inNs(LAN_NS, ["ip", "route", "replace", "default", "via", "10.77.0.3"]);
+    expect(await eventually(() => pings(4, host))).toBe(true);
+    const events = JSON.parse((await operator(["audit", "list", "--action", "mesh.route.failover", "--json"])).stdout).events as Array<{ reason: string; actor: { kind: string } }>;
+    expect(events).toHaveLength(1);
+    expect(events[0]!.actor.kind).toBe("system");
+    expect(events[0]!.reason).toMatch(new RegExp(`^${LAN.replaceAll(".", "\\.")}: node_\\w+ → node_\\w+ \\(offline: its agent not heard from for \\d+ s, \\[mesh\\] router_offline_after_seconds is ${ROUTER_OFFLINE_AFTER_SECONDS}\\)$`));
+
+    // db1's agent comes back: it is online again and stands by; the route stays with web2.
+    startAgent(3);
+    expect(await eventually(async () => (await view("db1")).online)).toBe(true);
+    await Bun.sleep(ROUTER_OFFLINE_AFTER_SECONDS * 1000);
+    expect(await view("db1")).toMatchObject({ online: true, primary_routes: [], standby_routes: [LAN] });
+    expect(await view("web2")).toMatchObject({ online: true, primary_routes: [LAN] });
+    expect(await routedTo()).toBe(keys.web2);
+    expect(await pings(4, host)).toBe(true);
+    for (const a of agents.splice(0)) {
+      a.kill("SIGTERM");
+      await a.exited;
+    }
+  }, 120_000);
+
+  test("masquerade: the LAN host without a route back to the mesh answers ops1 through web2 once web2 masquerades (its own table's nat chain); turned off, the chain goes and the answers stop", async () => {
+    const host = "10.77.0.2";
+    const table = ["nft", "list", "table", "inet", `citadel_${ifName(2)}`];
+    await inNs(LAN_NS, ["ip", "route", "del", "default"]); // the LAN knows only itself
+    for (const n of [2, 3, 4]) startAgent(n);
+    expect(await pings(4, host)).toBe(false);
+
+    await operator(["mesh", "nodes", "set", "office", "web2", "--masquerade-routes"]);
+    expect(await eventually(async () => (await inNs(nodeNs(2), table)).stdout.includes("masquerade"))).toBe(true);
+    const chain = (await inNs(nodeNs(2), table)).stdout;
+    expect(chain).toContain("type nat hook postrouting priority srcnat; policy accept;");
+    expect(chain).toContain(`iifname "${ifName(2)}" ip saddr 100.64.0.0/16 ip daddr 10.77.0.0/24 masquerade`);
+    expect(await eventually(() => pings(4, host))).toBe(true);
+    expect((await operator(["mesh", "nodes", "office"])).stdout.split("\n").find((line) => line.startsWith("web2"))).toContain("10.77.0.0/24, masquerading");
+    // No other table was touched: the host's own NAT is its own.
+    expect((await inNs(nodeNs(2), ["nft", "list", "tables"])).stdout.trim().split("\n")).toEqual([`table inet citadel_${ifName(2)}`]);
+
+    await operator(["mesh", "nodes", "set", "office", "web2", "--no-masquerade-routes"]);
+    expect(await eventually(async () => !(await inNs(nodeNs(2), table)).stdout.includes("masquerade"))).toBe(true);
+    // Each ping run is a flow of its own (its ICMP id): no mapping of the masqueraded ones is reused.
+    expect(await eventually(async () => !(await pings(4, host)), 10_000)).toBe(true);
+    for (const a of agents.splice(0)) {
+      a.kill("SIGTERM");
+      await a.exited;
+    }
+  }, 120_000);
+
+  test("an exit node: ops1 offers 0.0.0.0/0 and ::/0, the operator approves, the ACL lets web reach autogroup:internet, web1 chooses it: web1 reaches the internet through it (both families, masqueraded), its own control plane still directly; unapproved, web1's internet is blocked, not direct; --none takes it back", async () => {
+    const internet4 = "45.0.0.1";
+    const internet6 = "2a0e:100::1";
+    await sh(["ip", "netns", "add", INET_NS]);
+    await sh(["ip", "link", "add", "inet0", "netns", nodeNs(4), "type", "veth", "peer", "name", "eth0", "netns", INET_NS]);
+    for (const argv of [["ip", "link", "set", "lo", "up"], ["ip", "address", "add", `${internet4}/24`, "dev", "eth0"], ["ip", "address", "add", `${internet6}/64`, "dev", "eth0", "nodad"], ["ip", "link", "set", "eth0", "up"]]) await inNs(INET_NS, argv);
+    for (const argv of [["ip", "address", "add", "45.0.0.254/24", "dev", "inet0"], ["ip", "address", "add", "2a0e:100::254/64", "dev", "inet0", "nodad"], ["ip", "link", "set", "inet0", "up"]]) await inNs(nodeNs(4), argv);
+    // web1 reaches its control plane at an address off its LAN, through its own default route
+    // (192.0.2.100, which passes 203.0.113.100:8443 on to the server): the route an exit node's
+    // default route would take over, were the control plane not kept outside the tunnel.
+    await inNs(CONTROL_NS, ["nft", "-f", "-"], { stdin: `table ip citadel_test_dnat {\n\tchain pre {\n\t\ttype nat hook prerouting priority -100;\n\t\tip daddr 203.0.113.100 tcp dport ${PORT} dnat to ${SERVER}\n\t}\n}\n` });
+    await inNs(nodeNs(1), ["ip", "route", "add", "default", "via", SERVER]);
+    const state = join(stateOf(1), "node.json");
+    const joined = readFileSync(state, "utf8");
+    await Bun.write(state, JSON.stringify({ ...JSON.parse(joined), server: `https://203.0.113.100:${PORT}` }, null, 2));
+    const ownRules = async () => (await inNs(nodeNs(1), ["ip", "rule", "show"])).stdout.split("\n").filter((line) => line.includes("proto 83"));
+    try {
+      await agentOnce(1); // the agent reaches the control plane at its new address
+      expect(await pings(1, internet4)).toBe(false);
+
+      await onNode(4, ["mesh", "routes", "--advertise", "", "--advertise-exit-node", "--state", stateOf(4)]);
+      await operator(["mesh", "nodes", "set", "office", "ops1", "--approved-routes", "0.0.0.0/0,::/0"]);
+      const file = join(home.path, "exit-acl.json");
+      await Bun.write(file, JSON.stringify({ rules: [{ src: ["tag:web"], dst: ["tag:db"], ports: ["tcp/5432"] }, { src: ["tag:ops"], dst: ["*"], ports: ["*"] }, { src: ["tag:web"], dst: ["autogroup:internet"], ports: ["icmp", "tcp/443"] }] }));
+      await operator(["mesh", "acl", "office", "--set", file]);
+      const chosen = await onNode(1, ["mesh", "exit-node", "ops1", "--state", stateOf(1)]);
+      expect(chosen.stdout).toContain("Exit node: ops1.");
+      await agentOnce(4);
+      await agentOnce(1);
+      expect((await inNs(nodeNs(4), ["nft", "list", "table", "inet", `citadel_${ifName(4)}`])).stdout).toContain("jump mesh_exit");
+      // The internet host has no route to the mesh: its answers are to ops1's address (masqueraded).
+      expect(await eventually(() => pings(1, internet4))).toBe(true);
+      expect(await pings(1, internet6)).toBe(true);
+      expect((await inNs(nodeNs(1), ["ip", "route", "get", internet4])).stdout).toContain(`dev ${ifName(1)} table ${51820}`);
+      expect((await inNs(nodeNs(1), ["ip", "route", "get", "203.0.113.100"])).stdout).toContain(`via ${SERVER} dev eth0`);
+      expect((await inNs(nodeNs(1), ["ip", "route", "get", "192.0.2.4"])).stdout).toContain("dev eth0"); // the LAN, the exit node's endpoint among it
+      expect(await ownRules()).toHaveLength(2);
+      expect((await inNs(nodeNs(1), ["ip", "route", "show", "table", "51820"])).stdout).toContain("throw 203.0.113.100");
+      expect((await agentOnce(1)).code).toBe(0); // the control plane is still reached, past the tunnel
+      // Only what the ACL lets through: tcp/443 and ICMP, not tcp/80 (the exit node's mesh_exit drops it).
+      const listener = Bun.spawn(["/usr/sbin/ip", "netns", "exec", INET_NS, process.execPath, "-e", `for (const port of [443, 80]) Bun.listen({ hostname: "${internet4}", port, socket: { data() {} } }); console.log("listening"); await Bun.sleep(60_000);`], { stdout: "pipe", stderr: "ignore" });
+      agents.push(listener);
+      const reader = listener.stdout.getReader();
+      for (let said = ""; !said.includes("listening"); ) {
+        const { value, done } = await reader.read();
+        if (done) throw new Error("the listener on the internet host exited before listening");
+        said += new TextDecoder().decode(value);
+      }
+      expect(await tcpConnect(1, internet4, 443)).toBe("open");
+      expect(await tcpConnect(1, internet4, 80)).toBe("closed");
+      listener.kill();
+
+      // The approval revoked: web1's choice stays, its internet is blocked (not sent out its own
+      // default route), and its control plane is still reached.
+      await operator(["mesh", "nodes", "set", "office", "ops1", "--approved-routes", ""]);
+      const blocked = await agentOnce(1);
+      expect(blocked.stderr).toContain("its internet traffic is blocked, not sent out directly");
+      expect(await pings(1, internet4)).toBe(false);
+      expect((await inNs(nodeNs(1), ["ip", "route", "get", internet4], { allowFail: true })).stderr).toContain("No route to host");
+      expect((await operator(["mesh", "nodes", "office"])).stdout.split("\n").find((line) => line.startsWith("web1"))).toContain("exit via ops1 (not usable: blocked)");
+
+      // No exit node: the agent's rules, table and fwmark go; the machine's own route is back.
+      await onNode(1, ["mesh", "exit-node", "--none", "--state", stateOf(1)]);
+      await agentOnce(1);
+      expect(await ownRules()).toEqual([]);
+      expect((await inNs(nodeNs(1), ["wg", "show", ifName(1), "fwmark"])).stdout.trim()).toBe("off");
+      expect((await inNs(nodeNs(1), ["ip", "route", "get", internet4])).stdout).toContain(`via ${SERVER} dev eth0`);
+    } finally {
+      await Bun.write(state, joined);
+      await inNs(nodeNs(1), ["ip", "route", "del", "default"], { allowFail: true });
+    }
   }, 120_000);
 
   test("hub and spoke: spokes without endpoints peer only with the hub, which relays between them; an ACL takes forbidden spoke pairs' routes away and the hub gets a forward chain", async () => {

@@ -8,7 +8,7 @@ import { X509Certificate } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Agent, forwardingSwitches, nudgeTargets, subnetRoutes } from "../../../plugins/mesh/agent.ts";
+import { Agent, describePlan, forwardingSwitches, nudgeTargets, subnetRoutes } from "../../../plugins/mesh/agent.ts";
 import type { ConfigDocument } from "../../../plugins/mesh/configs.ts";
 import type { LookupHost } from "../../../plugins/mesh/endpoints.ts";
 import { generateKeyPair, publicKeyOf } from "../../../plugins/mesh/keys.ts";
@@ -666,4 +666,17 @@ describe("a node pinned to a self-signed control plane (its pin in node.json)", 
     expect((result as Error).message).toBe(`cannot reach the control plane at ${url} (it presented a certificate with the public key ${publicKeyPin(other.certPem)}, not the one pinned, ${publicKeyPin(original.certPem)})`);
     expect([state.certificate, state.pin]).toEqual([original.certPem, undefined]);
   });
+});
+
+test("--dry-run says what a masquerading router masquerades", () => {
+  const plan = { version: 7, node: "gw", network: "office", interface: "wgc-office", create: false, wireguard: [], addresses: ["100.64.0.1/16"], mtu: 1420, relay: false, rotation: null };
+  expect(describePlan({ ...plan, firewall: { rules: 0, deny_by_default: false, masquerade: ["10.1.0.0/24", "fd00:1::/64"] } })).toContain("\n  masquerade: what the mesh sends to 10.1.0.0/24, fd00:1::/64 leaves with this node's address there");
+  expect(describePlan({ ...plan, firewall: { rules: 0, deny_by_default: false, masquerade: [] } })).not.toContain("masquerade");
+});
+
+test("--dry-run says which exit node the internet goes through, or that it is blocked", () => {
+  const plan = { version: 7, node: "laptop", network: "office", interface: "wgc-office", create: false, wireguard: [], addresses: ["100.64.0.2/16"], mtu: 1420, relay: false, rotation: null, firewall: null };
+  expect(describePlan({ ...plan, exit: { via: "egress" } })).toContain("\n  exit node: internet traffic through egress (the tunnel's own packets and the control plane stay outside)");
+  expect(describePlan({ ...plan, exit: { via: null } })).toContain("\n  exit node: the one chosen is not usable: internet traffic blocked");
+  expect(describePlan({ ...plan, exit: null })).not.toContain("exit node");
 });

@@ -1081,8 +1081,9 @@ describe("subnet routes", () => {
     const inPool = network.ipv4.replace("0.0/16", "9.0/24");
     const cases: [unknown, string][] = [
       [["10.1.0.1/24"], "is not a network address (host bits are set): did you mean 10.1.0.0/24?"],
-      [["0.0.0.0/0"], "is a default route: sending all traffic through a node makes it an exit node, which the mesh does not do"],
-      [["::/0"], "exit node"],
+      // An exit node offers both default routes: one alone is refused (exit-nodes.test.ts has them together).
+      [["0.0.0.0/0"], "0.0.0.0/0 without ::/0: an exit node offers both default routes, 0.0.0.0/0 and ::/0, together"],
+      [["::/0", "10.1.0.0/24"], "::/0 without 0.0.0.0/0"],
       [["128.0.0.0/1"], "is shorter than /8 for IPv4"],
       [["::/1"], "is shorter than /16 for IPv6"],
       [["169.254.169.254/32"], "link-local"],
@@ -1134,6 +1135,32 @@ describe("subnet routes", () => {
     await c.send("PATCH", `${net}/nodes/z-gw`, owner, { json: { disabled: true } });
     expect(await routers()).toEqual(["a-gw"]);
     expect((await node(c, owner, net, "a-gw")).primary_routes).toEqual(["10.1.0.0/24"]);
+  });
+
+  test("masquerade_routes: an operator's choice per node, in the router's config while it serves a route; each change a new version, audited; the same value again changes nothing", async () => {
+    const { c, owner, net } = await setup();
+    const key = await preauthKey(c, owner, net, { reusable: true });
+    const gw = await enroll(c, key, "gw", { advertise_routes: ["192.168.7.0/24"] });
+    const laptop = await enroll(c, key, "laptop");
+    expect(await node(c, owner, net, "gw")).toMatchObject({ masquerade_routes: false });
+    const on = await c.send("PATCH", `${net}/nodes/gw`, owner, { json: { masquerade_routes: true } });
+    expect([on.status, on.body.masquerade_routes]).toEqual([200, true]);
+    // Asked before the route is approved: nothing to masquerade yet.
+    expect("masquerade" in (await fetchDocument(c, gw)).doc!.config).toBe(false);
+    await c.send("PATCH", `${net}/nodes/gw`, owner, { json: { approved_routes: ["192.168.7.0/24"] } });
+    expect((await fetchDocument(c, gw)).doc!.config).toMatchObject({ routes: ["192.168.7.0/24"], masquerade: true });
+    expect("masquerade" in (await fetchDocument(c, laptop)).doc!.config).toBe(false);
+    const before = await version(c, owner, net);
+    expect((await c.send("PATCH", `${net}/nodes/gw`, owner, { json: { masquerade_routes: true } })).status).toBe(200);
+    expect(await version(c, owner, net)).toBe(before);
+    const off = await c.send("PATCH", `${net}/nodes/gw`, owner, { json: { masquerade_routes: false } });
+    expect([off.status, off.body.masquerade_routes]).toEqual([200, false]);
+    expect(await version(c, owner, net)).toBeGreaterThan(before);
+    expect("masquerade" in (await fetchDocument(c, gw)).doc!.config).toBe(false);
+    expect(meshEvents(c).filter((e) => e.action === "mesh.node.update").map((e) => e.reason)).toEqual(["masquerade_routes false → true", "masquerade_routes true → false"]);
+    // Not a boolean: 422 naming the field.
+    const bad = await c.send("PATCH", `${net}/nodes/gw`, owner, { json: { masquerade_routes: "yes" } });
+    expect(bad.status).toBe(422);
   });
 
   test("the ACL governs them: only a rule whose dst names part of the route lets a node reach it", async () => {

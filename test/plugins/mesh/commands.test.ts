@@ -127,12 +127,38 @@ describe("subnet routes", () => {
     }
   });
 
+  test("nodes set --masquerade-routes / --no-masquerade-routes turn masquerading on and off; both at once are refused; the listing says it", async () => {
+    for (const [flag, sent] of [["masquerade-routes", true], ["no-masquerade-routes", false]] as const) {
+      const run = await runCommand(meshCommands, "mesh nodes set", { args: ["n1", "gw"], options: { ...ORG, [flag]: true }, json: true, answer: () => node });
+      expect([run.code, run.requests.map((r) => r.body)]).toEqual([0, [{ masquerade_routes: sent }]]);
+    }
+    const both = await runCommand(meshCommands, "mesh nodes set", { args: ["n1", "gw"], options: { ...ORG, "masquerade-routes": true, "no-masquerade-routes": true } });
+    expect([both.code, both.requests]).toEqual([2, []]);
+    const items = [{ ...node, primary_routes: ["10.1.0.0/24"], pending_routes: [], masquerade_routes: true }];
+    const listed = await runCommand(meshCommands, "mesh nodes", { args: ["n1"], options: ORG, answer: () => ({ items }) });
+    expect(listed.stdout.split("\n").find((l) => l.startsWith("gw"))).toContain(" 10.1.0.0/24, masquerading ");
+  });
+
   test("the node listing shows the routes a node serves, then those pending", async () => {
     const items = [{ ...node, primary_routes: ["10.1.0.0/24"], pending_routes: ["fd00:1::/64"] }, { ...node, name: "plain", primary_routes: [], pending_routes: [] }];
     const run = await runCommand(meshCommands, "mesh nodes", { args: ["n1"], options: ORG, answer: () => ({ items }) });
     const lines = run.stdout.split("\n");
     expect(lines[0]).toContain(" ROUTES ");
     expect(lines.find((l) => l.startsWith("gw"))).toContain(" 10.1.0.0/24,fd00:1::/64 (pending) ");
+  });
+
+  test("the node listing says which active nodes' agents are heard from, and the routes a node stands by for (another serves them)", async () => {
+    const items = [
+      { ...node, name: "gw-a", online: false, primary_routes: [], standby_routes: ["10.1.0.0/24"], pending_routes: [] },
+      { ...node, name: "gw-b", online: true, primary_routes: ["10.1.0.0/24"], standby_routes: [], pending_routes: [] },
+      { ...node, name: "off", state: "disabled", online: false, primary_routes: [], standby_routes: [], pending_routes: [] },
+      { ...node, name: "older", primary_routes: [], pending_routes: [] }, // a server older than failover
+    ];
+    const lines = (await runCommand(meshCommands, "mesh nodes", { args: ["n1"], options: ORG, answer: () => ({ items }) })).stdout.split("\n");
+    expect(lines.find((l) => l.startsWith("gw-a"))).toMatch(/ active, offline .* 10\.1\.0\.0\/24 \(standby\) /);
+    expect(lines.find((l) => l.startsWith("gw-b"))).toMatch(/ active, online .* 10\.1\.0\.0\/24 /);
+    expect(lines.find((l) => l.startsWith("off"))).toMatch(/ disabled /);
+    expect(lines.find((l) => l.startsWith("older"))).toMatch(/ active /);
   });
 
   test("join --advertise-routes offers them at enrollment", async () => {
@@ -146,6 +172,38 @@ describe("subnet routes", () => {
       server.stop(true);
       rmSync(state, { recursive: true, force: true });
     }
+  });
+
+  test("join --advertise-exit-node offers 0.0.0.0/0 and ::/0 beside the routes", async () => {
+    const { server, enrollments } = refusingControlPlane();
+    const state = mkdtempSync(join(tmpdir(), "citadel-join-"));
+    try {
+      await runCommand(meshCommands, "mesh join", { options: { server: `http://127.0.0.1:${server.port}`, key: "citadel_meshkey_x", name: "exit", "advertise-routes": "192.168.7.0/24", "advertise-exit-node": true, state } });
+      await runCommand(meshCommands, "mesh join", { options: { server: `http://127.0.0.1:${server.port}`, key: "citadel_meshkey_x", name: "exit", "advertise-exit-node": true, state } });
+      expect(enrollments).toEqual([expect.objectContaining({ advertise_routes: ["192.168.7.0/24", "0.0.0.0/0", "::/0"] }), expect.objectContaining({ advertise_routes: ["0.0.0.0/0", "::/0"] })]);
+    } finally {
+      server.stop(true);
+      rmSync(state, { recursive: true, force: true });
+    }
+  });
+
+  test("mesh exit-node takes a node or --none, not both, not neither", async () => {
+    for (const [args, options] of [[[], {}], [["exit"], { none: true }]] as const) {
+      const run = await runCommand(meshCommands, "mesh exit-node", { args: [...args], options });
+      expect(run.error?.message).toStartWith("usage: citadel mesh exit-node <node>");
+    }
+  });
+
+  test("the node listing says which node is an exit node and which uses one, and when that one is not usable", async () => {
+    const items = [
+      { ...node, name: "exit", primary_routes: [], pending_routes: [], exit_node: true },
+      { ...node, name: "laptop", primary_routes: [], pending_routes: [], exit_via: "exit", exit_via_usable: true },
+      { ...node, name: "cut", primary_routes: [], pending_routes: [], exit_via: "exit", exit_via_usable: false },
+    ];
+    const lines = (await runCommand(meshCommands, "mesh nodes", { args: ["n1"], options: ORG, answer: () => ({ items }) })).stdout.split("\n");
+    expect(lines.find((l) => l.startsWith("exit"))).toContain(" -, exit node ");
+    expect(lines.find((l) => l.startsWith("laptop"))).toContain(" -, exit via exit ");
+    expect(lines.find((l) => l.startsWith("cut"))).toContain(" -, exit via exit (not usable: blocked) ");
   });
 
   test("mesh routes without --advertise is a usage error", async () => {

@@ -27,7 +27,7 @@ export class FakeDevice {
   exists = false;
   publicKey: string | null = null;
   listenPort = 0;
-  /** Set by others (wg-quick's Table=auto), never by the agent: `wg syncconf` leaves it alone. */
+  /** Set by others (wg-quick's Table=auto), or by the agent for an exit node (`wg set … fwmark`): `wg syncconf` leaves it alone. */
   fwmark = 0;
   peers: DevicePeer[] = [];
   /** Each file `wg syncconf` was given, as written. */
@@ -59,6 +59,10 @@ export class FakeDevice {
     if (argv[0] === "wg" && !this.wireguard) return { code: 1, stdout: "", stderr: `Unable to access interface: Operation not supported` };
     if (line === `wg show ${this.name} dump`) return ok(this.dump());
     if (argv[0] === "wg" && argv[1] === "syncconf") return this.syncconf(readFileSync(argv[3]!, "utf8"));
+    if (line.startsWith(`wg set ${this.name} fwmark `)) {
+      this.fwmark = argv[4] === "off" ? 0 : Number(argv[4]);
+      return ok();
+    }
     if (line === `ip -j address show dev ${this.name}`) return ok("[]");
     if (argv[0] === "ip") return ok();
     if (line === "nft -f -") {

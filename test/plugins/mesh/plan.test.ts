@@ -496,6 +496,29 @@ describe("subnet routes", () => {
     expect(peerOf(byName(failedOver, "web"), "gw2").allowedIps).toEqual([...own(4), "10.1.0.0/24"]);
   });
 
+  test("the router the control plane stored for a route serves it (a failover), not the node enrolled first; that one stands by", () => {
+    const failedOver = planNetwork(meshNetwork(), [web, { ...gw2, primaryRoutes: ["10.1.0.0/24"] }, db, gw], policy);
+    expect(byName(failedOver, "gw2")!.routes).toEqual(["10.1.0.0/24", "10.2.0.0/24"]);
+    expect(byName(failedOver, "gw")!.routes).toEqual(["fd00:1::/64"]);
+    expect(peerOf(byName(failedOver, "web"), "gw2").allowedIps).toEqual([...own(4), "10.1.0.0/24"]);
+    // The standby offering it is not given it on its router's AllowedIPs (its own LAN).
+    expect(peerOf(byName(planNetwork(meshNetwork(), [web, { ...gw2, primaryRoutes: ["10.1.0.0/24"] }, db, gw], NO_ACL), "gw"), "gw2").allowedIps).toEqual([...own(4), "10.2.0.0/24"]);
+    // A stored router that no longer offers the route: the node enrolled first again.
+    expect(byName(planNetwork(meshNetwork(), [web, { ...gw2, routes: ["10.2.0.0/24"], primaryRoutes: ["10.1.0.0/24"] }, db, gw], policy), "gw")!.routes).toEqual(["10.1.0.0/24", "fd00:1::/64"]);
+  });
+
+  test("masquerade is in the config of a router asked to masquerade only while it serves a route; no other config changes", () => {
+    const asked = [web, { ...gw2, masqueradeRoutes: true }, db, { ...gw, masqueradeRoutes: true }];
+    const configs = planNetwork(meshNetwork(), asked, policy);
+    expect(byName(configs, "gw")!.masquerade).toBe(true);
+    expect(byName(configs, "gw2")!.masquerade).toBe(true); // it serves 10.2.0.0/24
+    expect(byName(configs, "web")).toEqual(byName(planNetwork(meshNetwork(), nodes, policy), "web")!);
+    // A standby serving nothing has nothing to masquerade.
+    const standby = planNetwork(meshNetwork(), [web, { ...gw2, routes: ["10.1.0.0/24"], masqueradeRoutes: true }, db, gw], policy);
+    expect("masquerade" in byName(standby, "gw2")!).toBe(false);
+    expect("masquerade" in byName(planNetwork(meshNetwork(), nodes, policy), "gw")!).toBe(false);
+  });
+
   test("a standby offering the primary's route is not given it (its agent would route its own LAN into the tunnel), only the routes it does not offer (found in review)", () => {
     const open = planNetwork(meshNetwork(), nodes, NO_ACL);
     expect(peerOf(byName(open, "gw2"), "gw").allowedIps).toEqual([...own(1), "fd00:1::/64"]);
@@ -536,5 +559,66 @@ describe("subnet routes", () => {
     expect(byName(hubConfigs, "spoke")!.routes).toBeUndefined();
     expect(peerOf(byName(hubConfigs, "other"), "hub").allowedIps).toEqual([v4(1) + "/32", v4(2) + "/32", v6(1) + "/128", v6(2) + "/128", "10.5.0.0/16"]);
     expect(peerOf(byName(hubConfigs, "hub"), "spoke").allowedIps).toEqual(own(2));
+  });
+});
+
+describe("exit nodes", () => {
+  const exit = meshNode("exit", 1, { tags: ["exit"], exitNode: true, enrolledAt: 1 });
+  const laptop = meshNode("laptop", 2, { tags: ["laptop"], exitVia: "id-exit", enrolledAt: 2 });
+  const other = meshNode("other", 3, { tags: ["laptop"], enrolledAt: 3 });
+  const db = meshNode("db", 4, { tags: ["db"], exitVia: "id-exit", enrolledAt: 4 });
+  const policy: AclPolicy = { rules: [rule(["tag:laptop"], ["autogroup:internet"], ["tcp/443", "udp/53"]), rule(["tag:laptop"], ["tag:db"])] };
+  const configs = planNetwork(meshNetwork(), [exit, laptop, other, db], policy);
+
+  test("a node that chose an exit node the ACL lets it use peers with it; its AllowedIPs end with 0.0.0.0/0 and ::/0; its config names it", () => {
+    expect(peerOf(byName(configs, "laptop"), "exit").allowedIps).toEqual([...own(1), "0.0.0.0/0", "::/0"]);
+    expect(byName(configs, "laptop")!.exit).toEqual({ via: "exit" });
+    // The exit node peers with it (it takes its packets), with its own addresses only.
+    expect(peerOf(byName(configs, "exit"), "laptop").allowedIps).toEqual(own(2));
+  });
+
+  test("the exit node's firewall lets through what the ACL's autogroup:internet rules allow, from their sources, on their ports", () => {
+    expect(byName(configs, "exit")!.firewall!.exit).toEqual([
+      {
+        sources: [v4(2), v4(3), v6(2), v6(3)],
+        destinations: null,
+        ports: [
+          { protocol: "tcp", from: 443, to: 443 },
+          { protocol: "udp", from: 53, to: 53 },
+        ],
+      },
+    ]);
+    expect(byName(configs, "laptop")!.firewall!.exit).toBeUndefined();
+  });
+
+  test("deny by default: the ACL not letting it reach autogroup:internet, its choice is not usable (via null: its agent blocks), and no tunnel is made for it", () => {
+    expect(byName(configs, "db")!.exit).toEqual({ via: null });
+    expect(peerNames(byName(configs, "db"))).toEqual(["laptop", "other"]); // not the exit node
+    expect(peerNames(byName(configs, "exit"))).toEqual(["laptop"]);
+    // No policy at all: nobody uses an exit node, and the exit node forwards nothing.
+    const open = planNetwork(meshNetwork(), [exit, laptop], NO_ACL);
+    expect(byName(open, "laptop")!.exit).toEqual({ via: null });
+    expect(peerOf(byName(open, "laptop"), "exit").allowedIps).toEqual(own(1));
+    expect(byName(open, "exit")!.firewall).toBeNull();
+    // `*` is every node, not the internet.
+    expect(byName(planNetwork(meshNetwork(), [exit, laptop], { rules: [rule(["*"], ["*"])] }), "laptop")!.exit).toEqual({ via: null });
+  });
+
+  test("not an exit node (not approved, gone, itself, a spoke of a hub network): the choice is not usable; a node that chose none has no `exit`", () => {
+    expect(byName(planNetwork(meshNetwork(), [{ ...exit, exitNode: false }, laptop], policy), "laptop")!.exit).toEqual({ via: null });
+    expect(byName(planNetwork(meshNetwork(), [laptop], policy), "laptop")!.exit).toEqual({ via: null });
+    expect(byName(planNetwork(meshNetwork(), [exit, { ...laptop, exitVia: "id-laptop" }], policy), "laptop")!.exit).toEqual({ via: null });
+    expect(byName(planNetwork(meshNetwork({ topology: "hub" }), [{ ...exit, hub: false }, { ...laptop, hub: true }], policy), "laptop")!.exit).toEqual({ via: null });
+    expect("exit" in byName(configs, "other")!).toBe(false);
+    // An exit node's own choice stands aside: its default route carries its users' traffic.
+    expect("exit" in byName(planNetwork(meshNetwork(), [{ ...exit, exitVia: "id-laptop" }, { ...laptop, exitNode: true }], policy), "exit")!).toBe(false);
+  });
+
+  test("in a hub network a spoke goes out through a hub that is an exit node: the relay's AllowedIPs end with the default routes", () => {
+    const hub = { ...exit, hub: true };
+    const spoke = { ...laptop };
+    const hubConfigs = planNetwork(meshNetwork({ topology: "hub" }), [hub, spoke, other], policy);
+    expect(peerOf(byName(hubConfigs, "laptop"), "exit").allowedIps.slice(-2)).toEqual(["0.0.0.0/0", "::/0"]);
+    expect(byName(hubConfigs, "laptop")!.exit).toEqual({ via: "exit" });
   });
 });

@@ -126,7 +126,9 @@ describe("parseAclPolicy", () => {
     ["a bare name", { rules: [{ ...ok, src: ["laptop"] }] }, `rules[0].src[0]: "laptop" is not a selector`],
     ["a prefix in src (a route's addresses only receive)", { rules: [{ ...ok, src: ["10.1.0.0/24"] }] }, `rules[0].src[0]: "10.1.0.0/24": a prefix names addresses behind a subnet router, which only \`dst\` takes`],
     ["a dst prefix with host bits set", { rules: [{ ...ok, dst: ["10.1.0.9/24"] }] }, `rules[0].dst[0]: "10.1.0.9/24" is not a network address (host bits are set): did you mean 10.1.0.0/24?`],
-    ["a dst prefix out of range", { rules: [{ ...ok, dst: ["10.1.0.0/40"] }] }, `rules[0].dst[0]: "10.1.0.0/40" is not a selector ("*", "tag:<label>", "node:<label>" or a prefix behind a subnet router (10.1.0.0/24))`],
+    ["a dst prefix out of range", { rules: [{ ...ok, dst: ["10.1.0.0/40"] }] }, `rules[0].dst[0]: "10.1.0.0/40" is not a selector ("*", "tag:<label>", "node:<label>", a prefix behind a subnet router (10.1.0.0/24) or "autogroup:internet" (through an exit node))`],
+    ["the internet in src (it opens nothing into the mesh)", { rules: [{ ...ok, src: ["autogroup:internet"] }] }, `rules[0].src[0]: "autogroup:internet": the internet through an exit node is a destination, which only \`dst\` takes`],
+    ["another autogroup", { rules: [{ ...ok, dst: ["autogroup:member"] }] }, `rules[0].dst[0]: "autogroup:member" is not a selector`],
   ])("refuses %s", (_, input, message) => {
     expect(policyError(input)).toStartWith(message);
   });

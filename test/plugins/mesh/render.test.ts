@@ -311,6 +311,10 @@ const hubPolicy: AclPolicy = { rules: [{ src: ["tag:eng"], dst: ["tag:db"], port
 const routedNodes = [meshNode("gw", 1, { routes: ["10.1.0.0/24", "192.168.7.0/24", "fd00:1::/64"] }), meshNode("laptop", 10, { tags: ["eng"] }), meshNode("web", 21, { tags: ["web"] })];
 const routedPolicy: AclPolicy = { rules: [{ src: ["tag:eng"], dst: ["10.1.0.0/24", "fd00:1::/64"], ports: ["tcp/22", "icmp"] }, { src: ["tag:web"], dst: ["192.168.7.5"], ports: ["*"] }] };
 const routed = planNetwork(meshNetwork(), routedNodes, routedPolicy);
+const exitNodes = [meshNode("exit", 1, { tags: ["exit"], exitNode: true }), meshNode("laptop", 10, { tags: ["eng"], exitVia: "id-exit" }), meshNode("web", 21, { tags: ["web"], exitVia: "id-exit" })];
+const exitPolicy: AclPolicy = { rules: [{ src: ["tag:eng"], dst: ["autogroup:internet"], ports: ["tcp/443", "icmp"] }, { src: ["tag:web"], dst: ["tag:eng"], ports: ["*"] }] };
+const exiting = planNetwork(meshNetwork(), exitNodes, exitPolicy);
+const masquerading = planNetwork(meshNetwork(), [{ ...routedNodes[0]!, masqueradeRoutes: true }, ...routedNodes.slice(1)], routedPolicy);
 
 const cases: [string, NodeConfig][] = (() => {
   const mesh = planNetwork(meshNetwork(), meshNodes, meshPolicy, psk);
@@ -325,6 +329,10 @@ const cases: [string, NodeConfig][] = (() => {
     ["no ACL", open.get("id-web")!],
     ["subnet router with an ACL", routed.get("id-gw")!],
     ["subnet router without an ACL", planNetwork(meshNetwork(), routedNodes, null).get("id-gw")!],
+    ["subnet router that masquerades", masquerading.get("id-gw")!],
+    ["exit node", exiting.get("id-exit")!],
+    ["node using an exit node", exiting.get("id-laptop")!],
+    ["node whose exit node is not usable", exiting.get("id-web")!],
   ];
 })();
 
@@ -511,6 +519,24 @@ describe("renderNftables of a subnet router", () => {
     );
   });
 
+  test("masquerading: what arrives on the mesh interface from the mesh's prefixes for its routes leaves with the router's address, per family, in its own table's nat chain; off, no such chain", () => {
+    const script = renderNftables(masquerading.get("id-gw")!, "wgc-office");
+    expect(script.slice(script.indexOf("\tchain mesh_masquerade {"))).toBe(
+      [
+        "\tchain mesh_masquerade {",
+        "\t\ttype nat hook postrouting priority 100; policy accept;",
+        '\t\tiifname "wgc-office" ip saddr 100.64.0.0/16 ip daddr { 10.1.0.0/24, 192.168.7.0/24 } masquerade',
+        '\t\tiifname "wgc-office" ip6 saddr fd7a:115c:a1e0::/48 ip6 daddr { fd00:1::/64 } masquerade',
+        "\t}",
+        "}",
+        "",
+      ].join("\n"),
+    );
+    // The rest of the table is the same as without it: the ACL still judges the mesh source first.
+    expect(script.slice(0, script.indexOf("\tchain mesh_masquerade {")) + "}\n").toBe(withAcl);
+    expect(withAcl).not.toContain("masquerade");
+  });
+
   test("with no ACL the routes are open to the mesh, and a node serving none has neither the lines nor the chain", () => {
     const open = renderNftables(planNetwork(meshNetwork(), routedNodes, null).get("id-gw")!, "wgc-office");
     expect(open).toContain('\t\tiifname "wgc-office" ip daddr { 10.1.0.0/24, 192.168.7.0/24 } accept\n\t\tiifname "wgc-office" ip6 daddr { fd00:1::/64 } accept\n\t\tiifname "wgc-office" drop\n\t}\n}\n');
@@ -518,5 +544,63 @@ describe("renderNftables of a subnet router", () => {
     const laptop = renderNftables(routed.get("id-laptop")!, "wgc-office");
     expect(laptop).not.toContain("10.1.0.0");
     expect(laptop).not.toContain("mesh_routes");
+  });
+});
+
+describe("renderNftables of exit nodes and the nodes using them", () => {
+  const exitTable = renderNftables(exiting.get("id-exit")!, "wgc-office");
+  const internet4 =
+    "ip daddr != { 0.0.0.0/8, 10.0.0.0/8, 100.64.0.0/10, 127.0.0.0/8, 169.254.0.0/16, 172.16.0.0/12, 192.0.0.0/24, 192.0.2.0/24, 192.88.99.0/24, 192.168.0.0/16, 198.18.0.0/15, 198.51.100.0/24, 203.0.113.0/24, 224.0.0.0/4, 240.0.0.0/4 }";
+  const internet6 =
+    "ip6 daddr != { ::/127, ::ffff:0:0/96, 64:ff9b::/96, 64:ff9b:1::/48, 100::/64, 2001:2::/48, 2001:10::/28, 2001:db8::/32, 2002::/16, 3fff::/20, 5f00::/16, fc00::/7, fe80::/10, fec0::/10, ff00::/8 }";
+
+  test("an exit node judges what arrives for the internet (never the mesh, a private range or its LAN) under the ACL's autogroup:internet rules, in prerouting and forward, and masquerades it", () => {
+    expect(exitTable).toContain(`\t\tiifname "wgc-office" ${internet4} jump mesh_exit\n\t\tiifname "wgc-office" ${internet6} jump mesh_exit\n\t\tiifname "wgc-office" drop\n`);
+    expect(exitTable.match(/jump mesh_exit/g)).toHaveLength(4);
+    expect(exitTable).toContain(
+      [
+        "\tchain mesh_exit {",
+        "\t\tct state established,related accept",
+        "\t\tct state invalid drop",
+        "\t\tip saddr { 100.64.0.10 } tcp dport { 443 } accept",
+        "\t\tip saddr { 100.64.0.10 } meta l4proto icmp accept",
+        "\t\tip6 saddr { fd7a:115c:a1e0::a } tcp dport { 443 } accept",
+        "\t\tip6 saddr { fd7a:115c:a1e0::a } meta l4proto ipv6-icmp accept",
+        "\t\tdrop",
+        "\t}",
+      ].join("\n"),
+    );
+    expect(exitTable).toContain(`\tchain mesh_masquerade {\n\t\ttype nat hook postrouting priority 100; policy accept;\n\t\tiifname "wgc-office" ip saddr 100.64.0.0/16 ${internet4} masquerade\n\t\tiifname "wgc-office" ip6 saddr fd7a:115c:a1e0::/48 ${internet6} masquerade\n\t}\n`);
+    // A pool outside the ranges that are not the internet is left out of the internet too; one inside them adds nothing.
+    const publicPool = renderNftables({ ...exiting.get("id-exit")!, addresses: ["45.0.0.1/16", "2a0e:1::1/32"] }, "wgc-office");
+    expect(publicPool).toContain("240.0.0.0/4, 45.0.0.0/16 } jump mesh_exit");
+    expect(publicPool).toContain("ff00::/8, 2a0e:1::/32 } jump mesh_exit");
+    const benchmarkPool = renderNftables({ ...exiting.get("id-exit")!, addresses: ["198.18.0.1/16", "2001:db8::1/48"] }, "wgc-office");
+    expect(benchmarkPool).toContain(`${internet4} jump mesh_exit`);
+    expect(benchmarkPool).toContain(`${internet6} jump mesh_exit`);
+  });
+
+  test("a node using an exit node gets wg-quick's reverse-path chains, its fwmark its listen port; one whose exit node is not usable too; no other node", () => {
+    const laptop = renderNftables(exiting.get("id-laptop")!, "wgc-office");
+    expect(laptop).toContain(
+      [
+        "\tchain exit_preraw {",
+        "\t\ttype filter hook prerouting priority -300; policy accept;",
+        '\t\tiifname != "wgc-office" ip daddr 100.64.0.10 fib saddr type != local drop',
+        '\t\tiifname != "wgc-office" ip6 daddr fd7a:115c:a1e0::a fib saddr type != local drop',
+        "\t}",
+        "\tchain exit_premangle {",
+        "\t\ttype filter hook prerouting priority -150; policy accept;",
+        "\t\tmeta l4proto udp meta mark set ct mark",
+        "\t}",
+        "\tchain exit_postmangle {",
+        "\t\ttype filter hook postrouting priority -150; policy accept;",
+        "\t\tmeta l4proto udp meta mark 51820 ct mark set meta mark",
+        "\t}",
+      ].join("\n"),
+    );
+    expect(laptop).not.toContain("mesh_exit");
+    expect(renderNftables(exiting.get("id-web")!, "wgc-office")).toContain("chain exit_postmangle");
+    expect(renderNftables(routed.get("id-laptop")!, "wgc-office")).not.toContain("exit_");
   });
 });

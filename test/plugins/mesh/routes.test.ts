@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { InvalidError } from "../../../src/errors.ts";
-import { checkRoutes, MAX_ROUTES_PER_NODE, pendingRoutes, primaryRoutes, routesInEffect } from "../../../plugins/mesh/routes.ts";
+import { checkRoutes, electPrimaries, MAX_ROUTES_PER_NODE, pendingRoutes, primaryRoutes, routesInEffect, type RouteCandidate } from "../../../plugins/mesh/routes.ts";
 
 const POOLS = ["100.64.0.0/16", "fd7a:115c:a1e0::/48"];
 
@@ -34,8 +34,8 @@ describe("checking routes", () => {
     expect(refusal("10.1.0.0/24").message).toContain("a list of prefixes");
   });
 
-  test("default routes are refused: an exit node is another feature", () => {
-    for (const route of ["0.0.0.0/0", "::/0"]) expect(refusal([route]).message).toContain("is a default route: sending all traffic through a node makes it an exit node, which the mesh does not do");
+  test("default routes are no subnet routes: an exit node offers them, together (exits.ts takes them out first)", () => {
+    for (const route of ["0.0.0.0/0", "::/0"]) expect(refusal([route]).message).toContain("is a default route, not a subnet route: an exit node offers 0.0.0.0/0 and ::/0 together");
   });
 
   test("a prefix overlapping the network's own pools, inside or around them, is refused", () => {
@@ -47,7 +47,7 @@ describe("checking routes", () => {
   });
 
   test("a default route in pieces is refused: IPv4 shorter than /8, IPv6 shorter than /16 (found in review)", () => {
-    for (const route of ["128.0.0.0/1", "0.0.0.0/1", "64.0.0.0/2", "10.0.0.0/7"]) expect(refusal([route]).message).toContain("is shorter than /8 for IPv4: that much of the internet through one node is an exit node in parts");
+    for (const route of ["128.0.0.0/1", "0.0.0.0/1", "64.0.0.0/2", "10.0.0.0/7"]) expect(refusal([route]).message).toContain("is shorter than /8 for IPv4: that much of the internet through one node is an exit node in parts (offer 0.0.0.0/0 and ::/0 for an exit node");
     for (const route of ["::/1", "8000::/1", "2000::/3", "fd00::/8", "fd00::/15"]) expect(refusal([route]).message).toContain("is shorter than /16 for IPv6");
     expect(checkRoutes(["10.0.0.0/8", "fd00::/16"], "routes", POOLS)).toEqual(["10.0.0.0/8", "fd00::/16"]);
   });
@@ -100,5 +100,75 @@ describe("routes in effect and who serves them", () => {
     const second = { routes: ["10.1.0.0/24", "10.9.0.0/24"] };
     expect(primaryRoutes([first, second])).toEqual([["10.1.0.0/24", "10.2.0.0/24"], ["10.9.0.0/24"]]);
     expect(primaryRoutes([second])).toEqual([["10.1.0.0/24", "10.9.0.0/24"]]);
+  });
+});
+
+describe("the routers stored (found in review: a router that stopped answering kept its routes, there was no failover)", () => {
+  test("a route with a stored router is served by it while it offers the route, else by the candidate enrolled first", () => {
+    const a = { id: "a", routes: ["10.1.0.0/24"] };
+    const b = { id: "b", routes: ["10.1.0.0/24", "10.2.0.0/24"] };
+    expect(primaryRoutes([a, b], new Map([["10.1.0.0/24", "b"]]))).toEqual([[], ["10.1.0.0/24", "10.2.0.0/24"]]);
+    // A stored router that no longer offers it (disabled, revoked, a spoke): the first candidate.
+    expect(primaryRoutes([a, { ...b, routes: ["10.2.0.0/24"] }], new Map([["10.1.0.0/24", "b"]]))).toEqual([["10.1.0.0/24"], ["10.2.0.0/24"]]);
+    expect(primaryRoutes([a, b], new Map([["10.1.0.0/24", "gone"]]))).toEqual([["10.1.0.0/24"], ["10.2.0.0/24"]]);
+  });
+});
+
+describe("electing the routers of routes several nodes offer, on liveness", () => {
+  const LAN = "10.1.0.0/24";
+  const router = (id: string, online: boolean, routes = [LAN]): RouteCandidate => ({ id, routes, online });
+  const elect = (candidates: RouteCandidate[], stored: Record<string, string> = {}) => electPrimaries(candidates, new Map(Object.entries(stored)));
+
+  test("first served: the candidate enrolled first, unless it is offline and another is online", () => {
+    expect(elect([router("a", true), router("b", true)])).toEqual({ primaries: new Map([[LAN, "a"]]), changes: [{ route: LAN, from: null, to: "a", why: "elected" }] });
+    expect(elect([router("a", false), router("b", true)]).primaries.get(LAN)).toBe("b");
+    // None online: enrolled first, as before liveness counted.
+    expect(elect([router("a", false), router("b", false)]).primaries.get(LAN)).toBe("a");
+  });
+
+  test("a router online keeps its routes: nothing changes", () => {
+    expect(elect([router("a", true), router("b", true)], { [LAN]: "a" }).changes).toEqual([]);
+    expect(elect([router("a", true), router("b", true)], { [LAN]: "b" }).changes).toEqual([]);
+  });
+
+  test("a router offline hands its route to the first online candidate offering it", () => {
+    const { primaries, changes } = elect([router("a", false), router("b", false), router("c", true)], { [LAN]: "a" });
+    expect(primaries.get(LAN)).toBe("c");
+    expect(changes).toEqual([{ route: LAN, from: "a", to: "c", why: "offline" }]);
+  });
+
+  test("sticky: the router that failed comes back online and does not take its route back", () => {
+    const failedOver = elect([router("a", false), router("b", true)], { [LAN]: "a" }).primaries;
+    expect(failedOver.get(LAN)).toBe("b");
+    const back = elect([router("a", true), router("b", true)], Object.fromEntries(failedOver));
+    expect(back.changes).toEqual([]);
+    expect(back.primaries.get(LAN)).toBe("b");
+    // Only its new router going quiet in turn moves it again.
+    expect(elect([router("a", true), router("b", false)], Object.fromEntries(failedOver)).changes).toEqual([{ route: LAN, from: "b", to: "a", why: "offline" }]);
+  });
+
+  test("no standby online: the route stays with the router gone quiet (another silent node would help no one)", () => {
+    expect(elect([router("a", false), router("b", false)], { [LAN]: "a" }).changes).toEqual([]);
+    expect(elect([router("a", false)], { [LAN]: "a" }).changes).toEqual([]);
+  });
+
+  test("a standby whose approval was revoked offers the route no more: it is not taken over by it", () => {
+    // b's approval revoked: the route is not in effect on it (routesInEffect), so it is no candidate for it.
+    const revoked = router("b", true, ["10.9.0.0/24"]);
+    const { primaries, changes } = elect([router("a", false), revoked], { [LAN]: "a" });
+    expect(primaries.get(LAN)).toBe("a");
+    expect(changes).toEqual([{ route: "10.9.0.0/24", from: null, to: "b", why: "elected" }]);
+  });
+
+  test("a router that no longer offers a route (disabled, removed, a spoke, its approval revoked) hands it over, to an online candidate first", () => {
+    expect(elect([router("b", false), router("c", true)], { [LAN]: "a" }).changes).toEqual([{ route: LAN, from: "a", to: "c", why: "gone" }]);
+    expect(elect([router("b", false), router("c", false)], { [LAN]: "a" }).changes).toEqual([{ route: LAN, from: "a", to: "b", why: "gone" }]);
+  });
+
+  test("a route nobody offers any more is served by nobody; each route is elected on its own, the changes in route order", () => {
+    expect(elect([router("a", true, ["10.2.0.0/24"])], { [LAN]: "a", "10.2.0.0/24": "a" }).changes).toEqual([{ route: LAN, from: "a", to: null, why: "unserved" }]);
+    const both = elect([router("a", false, ["10.2.0.0/24", LAN]), router("b", true, ["10.2.0.0/24"]), router("c", false, [LAN])], { [LAN]: "a", "10.2.0.0/24": "a" });
+    expect(both.changes).toEqual([{ route: "10.2.0.0/24", from: "a", to: "b", why: "offline" }]);
+    expect(both.primaries).toEqual(new Map([["10.2.0.0/24", "b"], [LAN, "a"]]));
   });
 });

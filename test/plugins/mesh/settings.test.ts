@@ -30,3 +30,10 @@ test("dns_clients: prefixes pass (0.0.0.0/0 and ::/0 too); a bad one stops start
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("router_offline_after_seconds: at least twice poll_seconds, else start-up stops naming both keys (a router would be offline between two polls)", () => {
+  const load = (env: Record<string, string>) => loadConfig({ schema: configSchema, env, cwd: "/nonexistent", dataFlag: "/nonexistent/data" }).config.mesh as { router_offline_after_seconds: number; poll_seconds: number };
+  expect(load({})).toMatchObject({ router_offline_after_seconds: 90, poll_seconds: 30 });
+  expect(load({ CITADEL_MESH_POLL_SECONDS: "1", CITADEL_MESH_ROUTER_OFFLINE_AFTER_SECONDS: "2" }).router_offline_after_seconds).toBe(2);
+  expect(() => load({ CITADEL_MESH_POLL_SECONDS: "60" })).toThrow("mesh.router_offline_after_seconds: 90 is less than twice mesh.poll_seconds (60): a router would be offline between two of its polls; give at least 120");
+});

@@ -47,7 +47,8 @@ test("every route declares its access (a route without one would be closed by th
     "POST /oauth/token",
     "POST /v1/iam/login",
     "POST /v1/mesh/enroll", // a pre-auth key in the body
-    "POST /v1/mesh/node/applied", // these four: the node's own token (ownCredential)
+    "POST /v1/mesh/node/applied", // these five: the node's own token (ownCredential)
+    "POST /v1/mesh/node/exit-node",
     "POST /v1/mesh/node/rotate",
     "POST /v1/mesh/node/routes",
     "POST /v1/secrets/shares/:share/peek",
