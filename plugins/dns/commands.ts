@@ -1,12 +1,12 @@
 /**
  * CLI: citadel dns zone list|create|show|delete|import|export|ds, citadel dns zone dnssec
- * show|enable|disable, citadel dns zone dnssec rollover start|finish|cancel, citadel dns set,
+ * show|enable|disable|set, citadel dns zone dnssec rollover start|finish|cancel, citadel dns set,
  * citadel dns top,
  * and for operators citadel dns tsig list|create|delete and citadel dns secondary
  * list|add|remove. The organization is --org, else the user's only one (as in citadel share).
  */
 import { UsageError } from "../../src/cli/command-line.ts";
-import { choiceOption, fileOrStdinText, integerOption, needArgs, organizationOf, print, table } from "../../src/cli/output.ts";
+import { choiceOption, fileOrStdinText, integerOption, needArgs, organizationOf, print, stringOption, table } from "../../src/cli/output.ts";
 import type { Command, CommandContext } from "../../src/plugin.ts";
 import type { AnalyticsSnapshot } from "./analytics.ts";
 import type { DnssecView } from "./dnssec-service.ts";
@@ -64,8 +64,39 @@ function dnssecText(view: DnssecView): string {
   if (!view.enabled) return `${view.zone} is not signed`;
   // Created only: Citadel publishes a key in the serial that makes it (published_at is the same time).
   const keys = table([["KEY TAG", "STATE", "CREATED"], ...view.keys.map((k) => [String(k.key_tag), k.state, k.created_at])]);
-  return [`${view.zone} is signed: ${view.algorithm}; signatures expire ${view.signatures_expire_at} (signed again a week before)`, keys, ...rolloverText(view), ...view.ds, ...view.dnskey].join("\n");
+  return [
+    `${view.zone} is signed: ${view.algorithm}; signatures expire ${view.signatures_expire_at} (signed again a week before)`,
+    `denial of existence: ${denialText(view)}`,
+    keys,
+    ...rolloverText(view),
+    ...view.ds,
+    ...view.dnskey,
+  ].join("\n");
 }
+
+/** "NSEC (...)" or "NSEC3, SHA-1, 0 iterations, no salt, no opt-out (its NSEC3PARAM)". */
+function denialText(view: DnssecView): string {
+  const n = view.nsec3;
+  if (view.denial !== "nsec3" || n === null) return "NSEC (anyone can list the zone's names by walking the chain; --denial nsec3 hashes them)";
+  return `NSEC3, ${n.hash_algorithm}, ${n.iterations} iterations, ${n.salt === "" ? "no salt" : `salt ${n.salt}`}, no opt-out (${n.nsec3param})`;
+}
+
+/** The NSEC3 parameters of --salt and --iterations (the server refuses what RFC 9276 advises against, saying why); `nsec3` says they may be given. */
+function nsec3Options(ctx: CommandContext, nsec3: boolean): { salt?: string; iterations?: number } | undefined {
+  const salt = stringOption(ctx, "salt");
+  const iterations = integerOption(ctx, "iterations", 0, 65_535);
+  if (!nsec3) {
+    if (salt !== undefined || iterations !== undefined) throw new UsageError("--salt and --iterations are NSEC3's parameters: add --nsec3 (enable) or --denial nsec3 (set)");
+    return undefined;
+  }
+  if (salt === undefined && iterations === undefined) return undefined;
+  return { ...(salt === undefined ? {} : { salt }), ...(iterations === undefined ? {} : { iterations }) };
+}
+
+const NSEC3_OPTIONS = {
+  salt: { type: "string", description: "NSEC3 salt in hex (default: none, - ; RFC 9276 advises none: it buys nothing)" },
+  iterations: { type: "string", description: "NSEC3 additional iterations: 0, the only count accepted (RFC 9276)" },
+} as const;
 
 /** Where a rollover stands and what the operator does next (nothing without one). */
 function rolloverText(view: DnssecView): string[] {
@@ -198,15 +229,36 @@ export const dnsCommands: Command[] = [
   },
   {
     words: ["dns", "zone", "dnssec", "enable"],
-    summary: "Sign a zone (DNSSEC, ECDSAP256SHA256); then give the DS it prints to the registrar",
+    summary: "Sign a zone (DNSSEC, ECDSAP256SHA256; NSEC, or NSEC3 with --nsec3); then give the DS it prints to the registrar",
     args: "<zone>",
     maxArgs: 1,
-    options: ORG,
+    options: { ...ORG, nsec3: { type: "boolean", description: "Prove absence with NSEC3 (hashed names, RFC 5155) rather than NSEC, which lets anyone list the names" }, ...NSEC3_OPTIONS },
     async run(ctx) {
       needArgs(ctx, 1, "citadel dns zone dnssec enable <zone>");
+      const nsec3 = ctx.options.nsec3 === true;
+      const parameters = nsec3Options(ctx, nsec3);
+      const body = nsec3 ? { denial: "nsec3", ...(parameters ? { nsec3: parameters } : {}) } : undefined;
       const api = await ctx.api();
-      const view = await api.request<DnssecView>("POST", zonePath(await organizationOf(ctx, api), ctx.args[0]!, "/dnssec"));
-      print(ctx, view, `${view.zone} is signed (key tag ${view.key_tag}). Give the parent zone (your registrar) this DS record:\n${view.ds.join("\n")}`);
+      const view = await api.request<DnssecView>("POST", zonePath(await organizationOf(ctx, api), ctx.args[0]!, "/dnssec"), body);
+      const denial = view.denial === "nsec3" ? `, ${denialText(view)}` : "";
+      print(ctx, view, `${view.zone} is signed (key tag ${view.key_tag}${denial}). Give the parent zone (your registrar) this DS record:\n${view.ds.join("\n")}`);
+      return 0;
+    },
+  },
+  {
+    words: ["dns", "zone", "dnssec", "set"],
+    summary: "Switch a signed zone's denial of existence: --denial nsec3 (hashed names) or nsec; one new serial signed with the whole new chain",
+    args: "<zone>",
+    maxArgs: 1,
+    options: { ...ORG, denial: { type: "string", description: "nsec or nsec3 (required)" }, ...NSEC3_OPTIONS },
+    async run(ctx) {
+      needArgs(ctx, 1, "citadel dns zone dnssec set <zone> --denial nsec|nsec3");
+      const denial = choiceOption(ctx, "denial", ["nsec", "nsec3"]);
+      if (denial === undefined) throw new UsageError("usage: citadel dns zone dnssec set <zone> --denial nsec|nsec3 [--salt HEX]");
+      const parameters = nsec3Options(ctx, denial === "nsec3");
+      const api = await ctx.api();
+      const view = await api.request<DnssecView>("PATCH", zonePath(await organizationOf(ctx, api), ctx.args[0]!, "/dnssec"), { denial, ...(parameters ? { nsec3: parameters } : {}) });
+      print(ctx, view, `${view.zone} proves absence with ${denialText(view)}: signed again with the new chain in one new serial; the DS stays as it is`);
       return 0;
     },
   },

@@ -1,16 +1,25 @@
 /**
  * The DNSSEC records of an answer from a signed zone (RFC 4035 section 3.1), added to what
  * Zone.lookup found: the RRSIGs of every RRset in the answer and authority sections (and of an
- * authoritative one in additional), the NSEC records that prove a name or type absent
- * (NXDOMAIN: the one covering the name and the one covering the wildcard at its closest
- * encloser; NODATA: the name's own, or the wildcard's and the one covering the name when the
- * answer came from a wildcard), the NSEC proving no closer match for a wildcard expansion, and
- * at a referral the DS with its RRSIG, or the NSEC proving there is none.
+ * authoritative one in additional), the NSEC or NSEC3 records that prove a name or type absent,
+ * that no closer name matched a wildcard expansion, and at a referral the DS with its RRSIG, or
+ * the NSEC or NSEC3 of the cut proving there is none.
+ *
+ * With NSEC (RFC 4035 section 3.1.3) — NXDOMAIN: the NSEC covering the name and the one covering
+ * the wildcard at its closest encloser; NODATA: the name's own, or the wildcard's and the one
+ * covering the name when the answer came from a wildcard; a wildcard expansion: the one
+ * covering the name. With NSEC3 (RFC 5155 section 7.2) the closest encloser proof — the NSEC3
+ * matching the closest encloser and the one covering the next closer name — stands for "the
+ * NSEC covering the name": NXDOMAIN is that proof and the NSEC3 covering the wildcard; NODATA the
+ * name's NSEC3 (an empty non-terminal has one, a delegation's DS too); NODATA from a wildcard is
+ * that proof and the wildcard's NSEC3; a wildcard expansion carries the NSEC3 covering the next
+ * closer name (the RRSIG's labels field says which the closest encloser is). Each NSEC or NSEC3
+ * goes once into a reply.
  *
  * Without the DO bit nothing is added, and what the zone holds of them is given only when asked
  * for by type (RFC 4035 section 3.2.1): an ANY answer loses its NSEC.
  */
-import { lowerName, nameEquals, nameFromWire, nameToText, type Name } from "./names.ts";
+import { nameEquals, nameFromWire, type Name } from "./names.ts";
 import { RRType } from "./rdata.ts";
 import { TYPE_NSEC, TYPE_RRSIG, type ZoneSignatures } from "./dnssec.ts";
 import type { Answer, RR } from "./zone.ts";
@@ -42,8 +51,8 @@ export function dnssecAnswer(answer: Answer, qname: Name, qtype: number, signatu
     if (answer.rcode === 3) nxdomainProof(name, signatures, proofs);
     else nodataProof(name, signatures, proofs);
   }
-  // A wildcard expansion proves that no closer name matched (RFC 4035 section 3.1.3.3).
-  for (const owner of synthesized) proofs.add(signatures.covering(owner));
+  // A wildcard expansion proves that no closer name matched (RFC 4035 section 3.1.3.3, RFC 5155 section 7.2.6).
+  for (const owner of synthesized) noCloserMatch(owner, signatures, proofs);
   out.authority.push(...proofs.records());
   withSignatures(answer.additional, signatures, out.additional, null);
   return out;
@@ -67,17 +76,21 @@ function rrsigAnswer(answer: Answer, qname: Name, signatures: ZoneSignatures): A
   return { rcode: 0, aa: true, answer: sigs.map((r) => ({ ...r, name: qname })), authority: [], additional: [] };
 }
 
-/** The NSEC records a negative answer or a referral needs, each once, with their RRSIGs. */
+/**
+ * The NSEC or NSEC3 records a negative answer or a referral needs, each once, with their RRSIGs.
+ * A chain gives out the one record object it holds for an owner, so sameness is identity (no
+ * name rendered to compare).
+ */
 class Proofs {
-  private readonly nsecs = new Map<string, RR>();
+  private readonly chosen = new Set<RR>();
   constructor(private readonly signatures: ZoneSignatures) {}
 
-  add(nsec: RR): void {
-    this.nsecs.set(nameToText(lowerName(nsec.name)), nsec);
+  add(record: RR | null): void {
+    if (record !== null) this.chosen.add(record);
   }
 
   records(): RR[] {
-    return [...this.nsecs.values()].flatMap((nsec) => [nsec, ...this.signatures.rrsigs(nsec.name, TYPE_NSEC)]);
+    return [...this.chosen].flatMap((r) => [r, ...this.signatures.rrsigs(r.name, r.type)]);
   }
 }
 
@@ -105,36 +118,70 @@ function withSignatures(records: RR[], signatures: ZoneSignatures, into: RR[], p
   return synthesized;
 }
 
-/** A referral: the DS RRset and its RRSIG, or the cut's NSEC showing it has none (an unsigned delegation). */
+/**
+ * A referral: the DS RRset and its RRSIG, or the cut's NSEC or NSEC3 showing it has none (an
+ * unsigned delegation; RFC 5155 section 7.2.7: there is no opt-out, so the cut has its NSEC3).
+ */
 function referralProof(cut: Name, signatures: ZoneSignatures, into: RR[], proofs: Proofs): void {
   const ds = signatures.ds(cut);
   if (ds.length > 0) {
     into.push(...ds, ...signatures.rrsigs(cut, RRType.DS));
     return;
   }
-  const nsec = signatures.nsec(cut);
-  if (nsec !== null) proofs.add(nsec);
-}
-
-/** NXDOMAIN: the NSEC covering the name, and the one covering the wildcard of its closest encloser. */
-function nxdomainProof(name: Name, signatures: ZoneSignatures, proofs: Proofs): void {
-  proofs.add(signatures.covering(name));
-  const encloser = signatures.closestEncloser(name);
-  proofs.add(signatures.covering([WILDCARD, ...encloser]));
+  proofs.add(signatures.chain.matching(cut));
 }
 
 /**
- * NODATA: the name's NSEC (or, for an empty non-terminal, which owns none, the one covering it);
- * from a wildcard, the wildcard's NSEC and the one proving the name itself absent.
+ * That `name`, which does not exist, is not in the zone: the NSEC covering it; with NSEC3 the
+ * closest encloser proof (RFC 5155 section 7.2.1): the NSEC3 matching `encloser` and the one
+ * covering the next closer name, the ancestor of `name` one label below it.
  */
-function nodataProof(name: Name, signatures: ZoneSignatures, proofs: Proofs): void {
-  if (signatures.exists(name)) {
-    proofs.add(signatures.nsec(name) ?? signatures.covering(name));
+function absent(name: Name, encloser: Name, signatures: ZoneSignatures, proofs: Proofs): void {
+  const chain = signatures.chain;
+  if (chain.mode === "nsec") {
+    proofs.add(chain.covering(name));
     return;
   }
-  const wildcard = [WILDCARD, ...signatures.closestEncloser(name)];
-  proofs.add(signatures.covering(name));
-  proofs.add(signatures.nsec(wildcard) ?? signatures.covering(wildcard));
+  proofs.add(chain.matching(encloser));
+  proofs.add(chain.covering(name.slice(name.length - encloser.length - 1)));
+}
+
+/** NXDOMAIN: the name proven absent (`absent`), and the wildcard at its closest encloser too. */
+function nxdomainProof(name: Name, signatures: ZoneSignatures, proofs: Proofs): void {
+  const encloser = signatures.closestEncloser(name);
+  absent(name, encloser, signatures, proofs);
+  proofs.add(signatures.chain.covering([WILDCARD, ...encloser]));
+}
+
+/**
+ * NODATA: the name's NSEC or NSEC3 (an empty non-terminal owns no NSEC: the one covering it);
+ * from a wildcard, the name proven absent (`absent`) and the wildcard's NSEC or NSEC3.
+ */
+function nodataProof(name: Name, signatures: ZoneSignatures, proofs: Proofs): void {
+  const chain = signatures.chain;
+  if (signatures.exists(name)) {
+    proofs.add(chain.matching(name) ?? chain.covering(name));
+    return;
+  }
+  const encloser = signatures.closestEncloser(name);
+  const wildcard = [WILDCARD, ...encloser];
+  absent(name, encloser, signatures, proofs);
+  proofs.add(chain.matching(wildcard) ?? chain.covering(wildcard));
+}
+
+/**
+ * A wildcard expansion to `name`: no closer name matched. The NSEC covering the name; the
+ * NSEC3 covering the next closer name (RFC 5155 section 7.2.6: the closest encloser, the
+ * wildcard's parent, is implied by the RRSIG's labels field, so its NSEC3 is not needed).
+ */
+function noCloserMatch(name: Name, signatures: ZoneSignatures, proofs: Proofs): void {
+  const chain = signatures.chain;
+  if (chain.mode === "nsec") {
+    proofs.add(chain.covering(name));
+    return;
+  }
+  const encloser = signatures.closestEncloser(name);
+  proofs.add(chain.covering(name.slice(name.length - encloser.length - 1)));
 }
 
 /** The name the answer ends at: the question's, or the last CNAME target in the answer. */

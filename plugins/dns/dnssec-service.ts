@@ -1,8 +1,9 @@
 /**
- * DNSSEC of hosted zones, the control side: turning signing on and off per zone (audited), the
- * DS and DNSKEY to give the parent, the key rollover, and the keys each signed zone is signed
- * with when it is built (ZoneSigner). A private key is a keyring envelope (as the TSIG secrets
- * are), decrypted when a zone is signed and kept only while Citadel is unsealed.
+ * DNSSEC of hosted zones, the control side: turning signing on and off per zone (audited), its
+ * denial of existence (NSEC, or NSEC3 with RFC 9276's parameters, chosen at enable and switched
+ * later), the DS and DNSKEY to give the parent, the key rollover, and the keys each signed zone
+ * is signed with when it is built (ZoneSigner). A private key is a keyring envelope (as the TSIG
+ * secrets are), decrypted when a zone is signed and kept only while Citadel is unsealed.
  *
  * A zone is signed each time it is built — after every change, each change moving its serial —
  * at the time of that change (the zone's updated_at), keeping the RRSIGs of the RRsets the change
@@ -19,11 +20,18 @@
  * zone's largest TTL and the propagation delay since the start), and only on the operator's
  * confirmation that the parent publishes the new DS alone, its TTL passed: Citadel asks no one.
  * `cancelRollover` drops the new key.
+ *
+ * A switch of the denial of existence (`setDenial`) is one new serial, signed in the switch's own
+ * transaction as every write that moves a signed zone's serial is (DnsService.signInWrite; 503
+ * `sealed` when the keys are out of reach): with the whole new chain (NSEC records and their
+ * RRSIGs gone, every NSEC3 and the NSEC3PARAM signed, the other RRSIGs kept), stored with that
+ * serial, before it replaces the one served — there is no moment when answers carry a chain
+ * half made, nor a serial with no signatures stored should Citadel seal right after.
  */
 import type { Database } from "bun:sqlite";
 import type { Keyring } from "../../src/crypto/keyring.ts";
 import { actorOf } from "../../src/auth/principal.ts";
-import { ConflictError, NotFoundError, SealedError } from "../../src/errors.ts";
+import { ConflictError, InvalidError, NotFoundError, SealedError } from "../../src/errors.ts";
 import { HttpProblem } from "../../src/http/problem.ts";
 import { isSubdomain, NameError, parseName, type Name } from "./names.ts";
 import {
@@ -36,6 +44,7 @@ import {
   encodeRrsigs,
   generateSigningKey,
   keyTag,
+  NSEC_DENIAL,
   REFRESH_BEFORE_MS,
   signaturesOf,
   signingKeyFrom,
@@ -43,9 +52,11 @@ import {
   unavailableSigned,
   VALIDITY_MS,
   withStoredSignatures,
+  type Denial,
   type SigningKey,
   type ZoneSignatures,
 } from "./dnssec.ts";
+import { MAX_SALT_OCTETS, NSEC3_HASH_NAME, Nsec3CollisionError, nsec3paramText, saltText, type Nsec3Params } from "./nsec3.ts";
 import { nextSerial, type Caller, type DnsKernel, type DnsService } from "./service.ts";
 import * as sql from "./store.ts";
 import type { Zone } from "./zone.ts";
@@ -82,24 +93,42 @@ export class ZoneSigner {
     if (!stored) return zone;
     const incoming = sql.incomingKey(this.k.store.db, row.id);
     const keys = this.signingKeys(stored, incoming);
-    if (keys === null) return this.signedWhileSealed(row, zone, [stored, ...(incoming ? [incoming] : [])]);
-    this.unsigned.delete(row.id);
-    const served = this.remember(row.id, signZone(zone, keys, row.updated_at, this.current.get(row.id)));
-    if (stored.signed_serial !== row.serial) sql.saveZoneRrsigs(this.k.store.db, row.id, row.serial, encodeRrsigs(signaturesOf(served)!.records()));
-    return served;
+    const denial = denialOf(stored);
+    try {
+      if (keys === null) return this.signedWhileSealed(row, zone, [stored, ...(incoming ? [incoming] : [])], denial);
+      this.unsigned.delete(row.id);
+      const served = this.remember(row.id, signZone(zone, keys, row.updated_at, this.current.get(row.id), denial));
+      if (stored.signed_serial !== row.serial) sql.saveZoneRrsigs(this.k.store.db, row.id, row.serial, encodeRrsigs(signaturesOf(served)!.records()));
+      return served;
+    } catch (error) {
+      if (!(error instanceof Nsec3CollisionError)) throw error;
+      // Never served unsigned (validators holding the DS would reject it), nor with a chain that proves nothing.
+      this.current.delete(row.id);
+      this.k.log.error("dns: a signed zone's NSEC3 chain cannot be made: two of its names have the same hash; its names are answered SERVFAIL", { zone: row.name, names: error.names });
+      return unavailableSigned(zone);
+    }
   }
 
   /**
-   * `zone`, built from `row` in the write that changed it (`tx`), signed, its signatures stored
-   * with its serial in that transaction; SealedError (503 `sealed`) while sealed. The signatures
-   * served until then are kept where they still sign. Those made here become the served ones
-   * (`adopt`) only once the write has committed: it may yet roll back.
+   * `zone`, built from `row` in the write that changed it (`tx`), signed with the denial of
+   * existence the write leaves (`tx`'s key row: a switch of it signs the new chain here), its
+   * signatures stored with its serial in that transaction; SealedError (503 `sealed`) while
+   * sealed. The signatures served until then are kept where they still sign. Those made here
+   * become the served ones (`adopt`) only once the write has committed: it may yet roll back.
+   * A change that would give two names one NSEC3 hash is refused (409, naming them): the zone
+   * stays served as it was, rather than answered SERVFAIL as a zone stored so is (`signed`).
    */
   signedInWrite(tx: Database, row: sql.ZoneRow, zone: Zone): Zone {
     const stored = sql.zoneKey(tx, row.id)!;
     const keys = this.signingKeys(stored, sql.incomingKey(tx, row.id));
     if (keys === null) throw new SealedError(`Citadel is sealed: ${row.name} is signed, and cannot change until its keys are back (unseal, then try again).`);
-    const served = signZone(zone, keys, row.updated_at, this.current.get(row.id));
+    let served: Zone;
+    try {
+      served = signZone(zone, keys, row.updated_at, this.current.get(row.id), denialOf(stored));
+    } catch (error) {
+      if (error instanceof Nsec3CollisionError) throw new ConflictError(`${row.name} cannot be signed so: ${error.message}`);
+      throw error;
+    }
     sql.saveZoneRrsigs(tx, row.id, row.serial, encodeRrsigs(signaturesOf(served)!.records()));
     return served;
   }
@@ -110,11 +139,11 @@ export class ZoneSigner {
     this.remember(zoneId, served);
   }
 
-  private signedWhileSealed(row: sql.ZoneRow, zone: Zone, keys: ReadonlyArray<{ dnskey: Uint8Array }>): Zone {
+  private signedWhileSealed(row: sql.ZoneRow, zone: Zone, keys: ReadonlyArray<{ dnskey: Uint8Array }>, denial: Denial): Zone {
     const stored = sql.zoneKey(this.k.store.db, row.id)!;
     if (stored.signed_serial === row.serial && stored.rrsigs !== null) {
       const dnskeys = keys.map((key) => new Uint8Array(key.dnskey));
-      const served = withStoredSignatures(zone, dnskeys, decodeRrsigs(new Uint8Array(stored.rrsigs)));
+      const served = withStoredSignatures(zone, dnskeys, decodeRrsigs(new Uint8Array(stored.rrsigs)), denial);
       if (served !== null) {
         this.remember(row.id, served);
         this.k.log.info("dns: Citadel is sealed: a signed zone is served with the signatures stored at its serial", { zone: row.name, serial: row.serial, keys: dnskeys.length });
@@ -236,9 +265,29 @@ export interface DnssecView {
   created_at: string | null;
   keys: DnssecKeyView[];
   rollover: RolloverView | null;
+  /** How the zone proves names and types absent: "nsec" (its names can be listed by walking the chain) or "nsec3" (hashed); null unsigned. */
+  denial: sql.DenialMode | null;
+  nsec3: Nsec3View | null;
 }
 
-/** Turning DNSSEC on and off for a zone, its key rollover, and what to give the parent. */
+/** A zone's NSEC3 parameters (RFC 9276's: only the salt can differ). */
+export interface Nsec3View {
+  hash_algorithm: string;
+  iterations: number;
+  /** Hex; "" for none (RFC 9276's advice). */
+  salt: string;
+  opt_out: boolean;
+  /** The NSEC3PARAM record at the apex, presentation form. */
+  nsec3param: string;
+}
+
+/** What a request may say of a zone's denial of existence (enable and set). */
+export interface DenialInput {
+  denial?: sql.DenialMode;
+  nsec3?: { salt?: string; iterations?: number; opt_out?: boolean };
+}
+
+/** Turning DNSSEC on and off for a zone, its denial of existence, its key rollover, and what to give the parent. */
 export class DnssecService {
   constructor(
     private readonly k: DnsKernel,
@@ -252,29 +301,57 @@ export class DnssecService {
 
   /**
    * Signs the zone from now on: a new key, sealed in the keyring, and a new serial (secondaries
-   * transfer the signed zone). Refused (409) for a zone holding a record provider's names.
+   * transfer the signed zone), proving absence with NSEC unless `input` asks for NSEC3
+   * (requestedDenial: 422 for parameters RFC 9276 advises against). Refused (409) for a zone
+   * holding a record provider's names.
    */
-  async enable(caller: Caller, organizationId: string, zone: string): Promise<DnssecView> {
+  async enable(caller: Caller, organizationId: string, zone: string, input: DenialInput = {}): Promise<DnssecView> {
+    const requested = requestedDenial(input);
     const { pkcs8, dnskey } = generateSigningKey();
     try {
       return await this.dns.zoneWrite((tx) => {
         const row = this.dns.zoneRow(organizationId, zone, tx);
         if (sql.zoneKey(tx, row.id)) throw new ConflictError(`${row.name} is signed already.`);
         this.refuseProvidedNames(row);
-        this.refuseUndelegatedZones(tx, row);
+        this.refuseUndelegatedZones(tx, row, requested);
         this.refuseUnsignableRecords(tx, row);
         const now = this.k.clock.now();
         const envelope = this.k.seal.keyring().encrypt(tx, KEY_OWNER, keyContext(row.id), pkcs8);
-        sql.insertZoneKey(tx, { zone_id: row.id, algorithm: ALGORITHM, dnskey, private_key: envelope, created_at: now });
+        sql.insertZoneKey(tx, { zone_id: row.id, algorithm: ALGORITHM, dnskey, private_key: envelope, created_at: now, denial: requested.denial, nsec3_salt: requested.nsec3_salt });
         const serial = nextSerial(row.serial, now);
         sql.updateZoneSoa(tx, row.id, row, serial, now);
-        this.k.audit.record(tx, event(caller, row, "dns.zone.dnssec.enable", `${row.name}: signed with a ${ALGORITHM_NAME} key, tag ${keyTag(dnskey)}; serial ${serial}`));
+        const denial = requested.denial === "nsec3" ? `, ${denialText(requested)}` : "";
+        this.k.audit.record(tx, event(caller, row, "dns.zone.dnssec.enable", `${row.name}: signed with a ${ALGORITHM_NAME} key, tag ${keyTag(dnskey)}${denial}; serial ${serial}`));
         const expiresAt = this.dns.signInWrite(tx, row.id);
         return this.view({ ...row, serial, updated_at: now }, sql.zoneKey(tx, row.id), null, expiresAt);
       });
     } finally {
       pkcs8.fill(0);
     }
+  }
+
+  /**
+   * Switches a signed zone's denial of existence (NSEC ⇄ NSEC3, or NSEC3 with another salt): a
+   * new serial whose signing, in this write, makes the whole new chain at once (the class
+   * comment), audited. Validators need nothing new: the DNSKEY and DS stay. 409 for an unsigned
+   * zone, or one that proves absence so already; 422 for parameters RFC 9276 advises against;
+   * 503 `sealed` while the keys are out of reach.
+   */
+  async setDenial(caller: Caller, organizationId: string, zone: string, input: DenialInput): Promise<DnssecView> {
+    const requested = requestedDenial(input);
+    return this.dns.zoneWrite((tx) => {
+      const row = this.dns.zoneRow(organizationId, zone, tx);
+      const key = sql.zoneKey(tx, row.id);
+      if (!key) throw new ConflictError(`${row.name} is not signed: citadel dns zone dnssec enable${requested.denial === "nsec3" ? " --nsec3" : ""} signs it.`);
+      if (key.denial === requested.denial && Buffer.from(key.nsec3_salt).equals(requested.nsec3_salt)) throw new ConflictError(`${row.name} proves absence with ${denialText(key)} already.`);
+      sql.setZoneDenial(tx, row.id, requested.denial, requested.nsec3_salt);
+      const now = this.k.clock.now();
+      const serial = nextSerial(row.serial, now);
+      sql.updateZoneSoa(tx, row.id, row, serial, now);
+      this.k.audit.record(tx, event(caller, row, "dns.zone.dnssec.denial", `${row.name}: denial of existence ${denialText(key)} → ${denialText(requested)}, the zone signed again with the new chain; serial ${serial}`));
+      const expiresAt = this.dns.signInWrite(tx, row.id);
+      return this.view({ ...row, serial, updated_at: now }, sql.zoneKey(tx, row.id), sql.incomingKey(tx, row.id), expiresAt);
+    });
   }
 
   /**
@@ -430,7 +507,7 @@ export class DnssecService {
   }
 
   private view(row: sql.ZoneRow, key: sql.ZoneKeyRow | null, incoming: sql.IncomingKeyRow | null, expiresAt: number | null = null): DnssecView {
-    if (!key) return { zone: row.name, enabled: false, algorithm: null, key_tag: null, dnskey: [], ds: [], signatures_expire_at: null, created_at: null, keys: [], rollover: null };
+    if (!key) return { zone: row.name, enabled: false, algorithm: null, key_tag: null, dnskey: [], ds: [], signatures_expire_at: null, created_at: null, keys: [], rollover: null, denial: null, nsec3: null };
     const origin = parseName(row.name, null);
     const keyView = (dnskey: Uint8Array, state: KeyState, createdAt: number): DnssecKeyView => ({
       key_tag: keyTag(dnskey),
@@ -453,6 +530,8 @@ export class DnssecService {
       created_at: iso(key.created_at),
       keys,
       rollover: incoming ? this.rolloverView(incoming) : null,
+      denial: key.denial,
+      nsec3: key.denial === "nsec3" ? nsec3View(row.name, nsec3ParamsOf(key)) : null,
     };
   }
 
@@ -472,14 +551,14 @@ export class DnssecService {
   }
 
   /**
-   * A zone served here below this one without a delegation to it: the signed zone's NSEC chain
-   * would deny its names, and validators would fail every one.
+   * A zone served here below this one without a delegation to it: the signed zone's NSEC or
+   * NSEC3 chain would deny its names, and validators would fail every one.
    */
-  private refuseUndelegatedZones(tx: Database, row: sql.ZoneRow): void {
+  private refuseUndelegatedZones(tx: Database, row: sql.ZoneRow, denial: Pick<sql.ZoneKeyRow, "denial">): void {
     const undelegated = this.dns.undelegatedZonesIn(tx, row);
     if (undelegated.length === 0) return;
     throw new ConflictError(
-      `${row.name} holds ${undelegated.join(", ")}, served here with no delegation to ${undelegated.length === 1 ? "it" : "them"}: signed, ${row.name}'s NSEC records would deny ${undelegated.length === 1 ? "its" : "their"} names to validators. Delegate ${undelegated.length === 1 ? "it" : "them"} first (NS records in ${row.name}).`,
+      `${row.name} holds ${undelegated.join(", ")}, served here with no delegation to ${undelegated.length === 1 ? "it" : "them"}: signed, ${row.name}'s ${chainName(denial)} records would deny ${undelegated.length === 1 ? "its" : "their"} names to validators. Delegate ${undelegated.length === 1 ? "it" : "them"} first (NS records in ${row.name}).`,
     );
   }
 
@@ -516,6 +595,70 @@ function domainOf(text: string): Name | null {
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
+
+/** The records that prove absence in a zone signed so: "NSEC" or "NSEC3". */
+export const chainName = (key: Pick<sql.ZoneKeyRow, "denial">) => (key.denial === "nsec3" ? "NSEC3" : "NSEC");
+
+/** The NSEC3 parameters of a key row: its salt, 0 iterations (RFC 9276: the only count Citadel signs with). */
+const nsec3ParamsOf = (key: Pick<sql.ZoneKeyRow, "nsec3_salt">): Nsec3Params => ({ salt: new Uint8Array(key.nsec3_salt), iterations: 0 });
+
+/** The denial of existence a signed zone's key row says. */
+function denialOf(key: Pick<sql.ZoneKeyRow, "denial" | "nsec3_salt">): Denial {
+  return key.denial === "nsec3" ? { mode: "nsec3", params: nsec3ParamsOf(key) } : NSEC_DENIAL;
+}
+
+/** "NSEC", or "NSEC3 (SHA-1, 0 iterations, no salt)": for audit events and messages. */
+function denialText(key: Pick<sql.ZoneKeyRow, "denial" | "nsec3_salt">): string {
+  if (key.denial !== "nsec3") return "NSEC";
+  const salt = key.nsec3_salt.length === 0 ? "no salt" : `salt ${saltText(new Uint8Array(key.nsec3_salt))}`;
+  return `NSEC3 (${NSEC3_HASH_NAME}, 0 iterations, ${salt})`;
+}
+
+function nsec3View(zone: string, params: Nsec3Params): Nsec3View {
+  return {
+    hash_algorithm: NSEC3_HASH_NAME,
+    iterations: params.iterations,
+    salt: Buffer.from(params.salt).toString("hex").toUpperCase(),
+    opt_out: false,
+    nsec3param: `${zone} IN NSEC3PARAM ${nsec3paramText(params)}`,
+  };
+}
+
+/**
+ * The denial of existence a request asks for (NSEC when it names none), checked against the
+ * parameters RFC 9276 section 3.1 sets — InvalidError (422) naming the field and the reason:
+ * iterations 0, opt-out off; the salt may be given (hex, "-" or "" for none), though it buys
+ * nothing (docs/dns.md).
+ */
+export function requestedDenial(input: DenialInput): Pick<sql.ZoneKeyRow, "denial" | "nsec3_salt"> {
+  const denial = input.denial ?? "nsec";
+  const nsec3 = input.nsec3;
+  if (denial !== "nsec3") {
+    if (nsec3 !== undefined) throw new InvalidError("NSEC3 parameters are given for a zone whose denial of existence is NSEC: ask for denial nsec3, or leave them out", "nsec3");
+    return { denial: "nsec", nsec3_salt: new Uint8Array(0) };
+  }
+  if (nsec3?.iterations !== undefined && nsec3.iterations !== 0) {
+    throw new InvalidError(
+      "NSEC3 iterations must be 0 (RFC 9276 section 3.1): each additional iteration costs every validator as much as an attacker, whose offline dictionary attack on the hashes still finds short and common names, and validators treat answers with more iterations as insecure, or fail them (section 3.2)",
+      "nsec3.iterations",
+    );
+  }
+  if (nsec3?.opt_out === true) {
+    throw new InvalidError(
+      "NSEC3 opt-out is not offered: it leaves the unsigned delegations in an opt-out span unproven, so that one can be added there without a validator noticing (RFC 5155 section 12.2), and what it saves — an NSEC3 per unsigned delegation — matters only for very large zones of mostly unsigned delegations, such as top-level domains (RFC 9276 section 3.1). Citadel gives every delegation its NSEC3",
+      "nsec3.opt_out",
+    );
+  }
+  return { denial: "nsec3", nsec3_salt: saltFrom(nsec3?.salt ?? "") };
+}
+
+/** A salt in hex ("-" or "" for none, as NSEC3PARAM's presentation and RFC 9276 write it). */
+function saltFrom(text: string): Uint8Array {
+  if (text === "" || text === "-") return new Uint8Array(0);
+  if (!/^(?:[0-9a-fA-F]{2})+$/.test(text)) throw new InvalidError(`the NSEC3 salt "${text}" is not hex octets (or - for none, as RFC 9276 advises)`, "nsec3.salt");
+  if (text.length > MAX_SALT_OCTETS * 2) throw new InvalidError(`the NSEC3 salt is ${text.length / 2} octets: at most ${MAX_SALT_OCTETS} (and none is advised: RFC 9276 section 3.1)`, "nsec3.salt");
+  return new Uint8Array(Buffer.from(text, "hex"));
+}
 
 /** The DNSKEY RRset's TTL: the SOA's (dnssec.ts SignedLayout). */
 const dnskeyTtlOf = (row: sql.ZoneRow) => row.soa_ttl ?? row.ttl;

@@ -1,30 +1,33 @@
 /**
  * DNSSEC signing of a whole zone (RFC 4033, 4034, 4035): one combined signing key per zone (a
  * CSK, flags 257, as Knot's single-type signing), algorithm 13 (ECDSAP256SHA256, RFC 6605; the
- * one RFC 8624 recommends for signing), an RRSIG over every authoritative RRset and a full NSEC
- * chain in canonical order (RFC 4034 section 6). NSEC3 is not done. During a key rollover a zone
- * has two such keys: both DNSKEYs are published and every RRset carries an RRSIG by each
- * (RFC 7583's double-signature rollover), so a validator holding either key's DS validates.
+ * one RFC 8624 recommends for signing), an RRSIG over every authoritative RRset and a chain that
+ * proves names and types absent: a full NSEC chain in canonical order (RFC 4034 section 6), or,
+ * chosen per zone, an NSEC3 chain in hash order with its NSEC3PARAM at the apex (RFC 5155 with
+ * RFC 9276's parameters: nsec3.ts). During a key rollover a zone has two such keys: both
+ * DNSKEYs are published and every RRset carries an RRSIG by each (RFC 7583's double-signature
+ * rollover), so a validator holding either key's DS validates.
  *
  * `signZone` takes a built zone and gives the zone to serve: the same records plus the DNSKEY
- * and the NSEC chain (ordinary RRsets the lookup answers and a transfer carries), and its
- * `ZoneSignatures` beside it — the RRSIGs by owner and covered type, the NSEC chain in order
- * and the names that exist — which the answer path adds to replies (dnssec-answer.ts) and
+ * and the NSEC chain or the NSEC3PARAM (ordinary RRsets the lookup answers and a transfer
+ * carries), and its `ZoneSignatures` beside it — the RRSIGs by owner and covered type, the
+ * chain, the names that exist — which the answer path adds to replies (dnssec-answer.ts) and
  * transfers append. RRSIGs are kept apart from the zone's RRsets: each carries the TTL of the
- * RRset it covers (RFC 4034 section 3), which Zone.build would make one per owner.
+ * RRset it covers (RFC 4034 section 3), which Zone.build would make one per owner. NSEC3 records
+ * are kept apart too: their owners are no names of the zone (nsec3.ts).
  *
  * Signing is node:crypto's, synchronous: a zone is signed where it is built, off the answer path.
  */
 import { createHash, createPrivateKey, generateKeyPairSync, sign, type KeyObject } from "node:crypto";
 import { lowerName, nameFromWire, nameToText, nameToWire, type Name } from "./names.ts";
+import { Nsec3Chain, nsec3paramRdata, TYPE_NSEC3, TYPE_NSEC3PARAM, type ChainName, type Nsec3Params } from "./nsec3.ts";
 import { RRType } from "./rdata.ts";
+import { typeBitmap } from "./type-bitmap.ts";
 import { Zone, type RR } from "./zone.ts";
 
 export const TYPE_RRSIG = 46;
 export const TYPE_NSEC = 47;
 export const TYPE_DNSKEY = 48;
-const TYPE_NSEC3 = 50;
-const TYPE_NSEC3PARAM = 51;
 /** ECDSA Curve P-256 with SHA-256 (RFC 6605). */
 export const ALGORITHM = 13;
 export const ALGORITHM_NAME = "ECDSAP256SHA256";
@@ -268,21 +271,7 @@ export function rrsigRdata(f: RrsigFields, owner: Name, rdatas: readonly Uint8Ar
 
 /** NSEC data: the next owner (lowered) and the type bitmap (RFC 4034 section 4.1). */
 export function nsecRdata(next: Name, types: Iterable<number>): Uint8Array {
-  const windows = new Map<number, Uint8Array>();
-  for (const type of types) {
-    const window = type >> 8;
-    const bits = windows.get(window) ?? new Uint8Array(32);
-    bits[(type & 0xff) >> 3]! |= 0x80 >> (type & 7);
-    windows.set(window, bits);
-  }
-  const parts: Uint8Array[] = [nameToWire(lowerName(next))];
-  for (const window of [...windows.keys()].sort((a, b) => a - b)) {
-    const bits = windows.get(window)!;
-    let length = 32;
-    while (length > 0 && bits[length - 1] === 0) length--;
-    parts.push(Uint8Array.of(window, length), bits.subarray(0, length));
-  }
-  return Buffer.concat(parts);
+  return Buffer.concat([nameToWire(lowerName(next)), typeBitmap(types)]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -290,12 +279,53 @@ export function nsecRdata(next: Name, types: Iterable<number>): Uint8Array {
 
 const keyOf = (name: Name) => nameToText(lowerName(name));
 
-/** What the answer path needs of a signed zone besides its RRsets. */
-export class ZoneSignatures {
+/** How a signed zone proves names and types absent: its NSEC chain (RFC 4034), or NSEC3 with these parameters (RFC 5155). */
+export type Denial = { mode: "nsec" } | { mode: "nsec3"; params: Nsec3Params };
+export const NSEC_DENIAL: Denial = Object.freeze({ mode: "nsec" });
+
+/**
+ * A zone's NSEC chain in canonical order (RFC 4034 section 4.1.1): the NSEC of a name that
+ * exists (none for an empty non-terminal), and the one covering a name that does not. Its
+ * records are the zone's own RRsets (Zone.build holds them).
+ */
+export class NsecChain {
+  readonly mode = "nsec";
   /** The NSEC owners in canonical order, and their NSEC records. */
   private readonly owners: Name[];
-  private readonly nsecs: RR[];
   private readonly nsecAt = new Map<string, RR>();
+
+  constructor(private readonly nsecs: readonly RR[]) {
+    this.owners = nsecs.map((r) => r.name);
+    for (const r of nsecs) this.nsecAt.set(keyOf(r.name), r);
+  }
+
+  /** The NSEC owned by `name`, if any (an empty non-terminal owns none). */
+  matching(name: Name): RR | null {
+    return this.nsecAt.get(keyOf(name)) ?? null;
+  }
+
+  /** The NSEC whose owner is the last one at or before `name` in canonical order: it covers (or matches) it. */
+  covering(name: Name): RR {
+    let low = 0;
+    let high = this.owners.length - 1;
+    let found = this.owners.length - 1; // before the apex: the chain wraps (not for names in the zone)
+    while (low <= high) {
+      const mid = (low + high) >> 1;
+      if (compareNames(this.owners[mid]!, name) <= 0) {
+        found = mid;
+        low = mid + 1;
+      } else {
+        high = mid - 1;
+      }
+    }
+    return this.nsecs[found]!;
+  }
+}
+
+export type DenialChain = NsecChain | Nsec3Chain;
+
+/** What the answer path needs of a signed zone besides its RRsets. */
+export class ZoneSignatures {
   /** Every RRSIG of an owner (a query for type RRSIG): indexed, so that one costs no walk of the zone. */
   private readonly sigsAt = new Map<string, RR[]>();
 
@@ -303,7 +333,8 @@ export class ZoneSignatures {
     readonly origin: Name,
     /** RRSIGs by `owner type` (owner lower-case text). */
     private readonly sigs: Map<string, RR[]>,
-    chain: RR[],
+    /** The NSEC or NSEC3 chain: what proves names and types absent (the zone's denial of existence). */
+    readonly chain: DenialChain,
     /** Every name of the zone that exists (owners and the empty non-terminals above them), lower-case text; not below a cut. */
     private readonly existing: Set<string>,
     /** The DS RRsets at the delegations, by owner (a referral carries them). */
@@ -317,10 +348,9 @@ export class ZoneSignatures {
     /** Signed, but no signatures to serve (sealed, none stored for the serial): its names are answered SERVFAIL. */
     readonly unavailable = false,
   ) {
-    this.nsecs = chain;
-    this.owners = chain.map((r) => r.name);
-    for (const r of chain) this.nsecAt.set(keyOf(r.name), r);
     for (const set of sigs.values()) {
+      // An NSEC3's owner is no name of the zone (nsec3.ts): a query for it is answered as for a name that does not exist.
+      if (rrsigTypeCovered(set[0]!) === TYPE_NSEC3) continue;
       const owner = keyOf(set[0]!.name);
       this.sigsAt.set(owner, [...(this.sigsAt.get(owner) ?? []), ...set]);
     }
@@ -343,7 +373,7 @@ export class ZoneSignatures {
     return rrsig !== undefined && expirationOf(rrsig) > until ? rrsig : undefined;
   }
 
-  /** Every RRSIG at `owner`. */
+  /** Every RRSIG at `owner`, a name of the zone (an NSEC3's are not counted: its owner is none). */
   rrsigsAt(owner: Name): RR[] {
     return this.sigsAt.get(keyOf(owner)) ?? [];
   }
@@ -357,28 +387,6 @@ export class ZoneSignatures {
     return this.existing.has(keyOf(name));
   }
 
-  /** The NSEC owned by `name`, if any. */
-  nsec(name: Name): RR | null {
-    return this.nsecAt.get(keyOf(name)) ?? null;
-  }
-
-  /** The NSEC whose owner is the last one at or before `name` in canonical order: it covers (or matches) it. */
-  covering(name: Name): RR {
-    let low = 0;
-    let high = this.owners.length - 1;
-    let found = this.owners.length - 1; // before the apex: the chain wraps (not for names in the zone)
-    while (low <= high) {
-      const mid = (low + high) >> 1;
-      if (compareNames(this.owners[mid]!, name) <= 0) {
-        found = mid;
-        low = mid + 1;
-      } else {
-        high = mid - 1;
-      }
-    }
-    return this.nsecs[found]!;
-  }
-
   /** The longest ancestor of `name` (itself included) that exists in the zone. */
   closestEncloser(name: Name): Name {
     for (let skip = 0; skip < name.length - this.origin.length; skip++) {
@@ -388,9 +396,14 @@ export class ZoneSignatures {
     return this.origin;
   }
 
-  /** Every RRSIG, for a zone transfer. */
+  /** Every RRSIG (what is stored for a sealed start). */
   records(): RR[] {
     return [...this.sigs.values()].flat();
+  }
+
+  /** What a zone transfer carries besides the zone's records: the NSEC3 chain (the NSEC chain is the zone's own), then every RRSIG. */
+  transferRecords(): RR[] {
+    return this.chain.mode === "nsec3" ? [...this.chain.records(), ...this.records()] : this.records();
   }
 }
 
@@ -403,7 +416,8 @@ export function signaturesOf(zone: Zone): ZoneSignatures | undefined {
 
 /**
  * `zone` signed with `keys` at `now` (ms): the zone to serve, with a DNSKEY for each key and the
- * NSEC chain, and its signatures registered for signaturesOf. One key, or two during a rollover:
+ * chain `denial` asks for (NSEC, or NSEC3 and its NSEC3PARAM), and its signatures registered for
+ * signaturesOf. One key, or two during a rollover:
  * every RRset then carries an RRSIG by each, in the order of `keys`. Signature-type records the
  * zone stores itself (RRSIG, NSEC, NSEC3, NSEC3PARAM) are left out: the signer makes its own. A
  * DNSKEY it stores stays beside the signer's (a key pre-published for a move from another
@@ -412,12 +426,13 @@ export function signaturesOf(zone: Zone): ZoneSignatures | undefined {
  * With `previous` (the signatures of the zone's last build), an RRset signed there by one of
  * these keys with the same canonical content — owner, type, TTL, data — keeps that key's RRSIG
  * while it has more than REFRESH_BEFORE_MS left: a change signs only the RRsets it changed (the
- * SOA, the NSEC records around a name that came or went), not the whole zone again on the event
- * loop. Kept per key: a rollover's new key signs every RRset once, the old key's RRSIGs stay.
+ * SOA, the NSEC or NSEC3 records whose next name or types changed), not the whole zone again on
+ * the event loop. Kept per key: a rollover's new key signs every RRset once, the old key's RRSIGs
+ * stay. A change of `denial` keeps the RRSIGs of the zone's data and signs the new chain.
  */
-export function signZone(zone: Zone, keys: readonly SigningKey[], now: number, previous?: ZoneSignatures): Zone {
+export function signZone(zone: Zone, keys: readonly SigningKey[], now: number, previous?: ZoneSignatures, denial: Denial = NSEC_DENIAL): Zone {
   if (keys.length === 0) throw new Error("a zone is signed with at least one key");
-  const layout = new SignedLayout(zone, keys.map((k) => k.dnskey));
+  const layout = new SignedLayout(zone, keys.map((k) => k.dnskey), denial);
   const inception = Math.floor((now - INCEPTION_BEFORE_MS) / 1000);
   const expiresAt = now + VALIDITY_MS;
   const sigs = new Map<string, RR[]>();
@@ -455,6 +470,9 @@ function canonicalContent(rrset: readonly RR[]): string {
   return `${first.ttl} ${data.join(" ")}`;
 }
 
+/** The type an RRSIG covers, read in place (RFC 4034 section 3.1.1: octets 0-1). */
+const rrsigTypeCovered = (rrsig: RR) => (rrsig.rdata[0]! << 8) | rrsig.rdata[1]!;
+
 /** An RRSIG's expiration (ms), read in place (RFC 4034 section 3.1.5: octets 8-11). */
 const expirationOf = (rrsig: RR) => new DataView(rrsig.rdata.buffer, rrsig.rdata.byteOffset, rrsig.rdata.length).getUint32(8) * 1000;
 
@@ -471,12 +489,13 @@ function earliestExpiration(sigs: Map<string, RR[]>): number {
 /**
  * `zone` signed with RRSIGs made earlier (signZone's, stored) by the keys whose DNSKEY data are
  * `dnskeys`: what a sealed Citadel serves, the private keys being out of reach. The DNSKEYs and
- * the NSEC chain follow from the zone's records as signZone makes them; null when an RRset that
- * needs a signature lacks one by any of the keys among `rrsigs` (they were made for other
- * content, or before a rollover's key came). RRSIGs by other keys are left out.
+ * the NSEC or NSEC3 chain (`denial`, as when they were made) follow from the zone's records as
+ * signZone makes them; null when an RRset that needs a signature lacks one by any of the keys
+ * among `rrsigs` (they were made for other content, or before a rollover's key came). RRSIGs by
+ * other keys are left out.
  */
-export function withStoredSignatures(zone: Zone, dnskeys: readonly Uint8Array[], rrsigs: readonly RR[]): Zone | null {
-  const layout = new SignedLayout(zone, dnskeys);
+export function withStoredSignatures(zone: Zone, dnskeys: readonly Uint8Array[], rrsigs: readonly RR[], denial: Denial = NSEC_DENIAL): Zone | null {
+  const layout = new SignedLayout(zone, dnskeys, denial);
   const tags = dnskeys.map(keyTag);
   const byRrsetAndKey = new Map<string, RR>();
   for (const r of rrsigs) byRrsetAndKey.set(`${keyOf(r.name)} ${readRrsig(r.rdata).typeCovered} ${rrsigKeyTag(r)}`, r);
@@ -498,33 +517,41 @@ export function withStoredSignatures(zone: Zone, dnskeys: readonly Uint8Array[],
  * rather than unsigned records a validator holding the parent's DS would reject anyway.
  */
 export function unavailableSigned(zone: Zone): Zone {
-  signed.set(zone, new ZoneSignatures(zone.origin, new Map(), [], new Set(), new Map(), 0, [], new Map(), true));
+  signed.set(zone, new ZoneSignatures(zone.origin, new Map(), new NsecChain([]), new Set(), new Map(), 0, [], new Map(), true));
   return zone;
 }
 
 const rrsetKey = (r: RR) => `${keyOf(r.name)} ${r.type}`;
 
-/** What a signed zone serves besides its signatures: its records with the DNSKEYs, the delegations, the NSEC chain. */
+/**
+ * What a signed zone serves besides its signatures: its records with the DNSKEYs, the
+ * delegations, and the NSEC chain among its records or the NSEC3PARAM there and the NSEC3 chain
+ * beside them.
+ */
 class SignedLayout {
   private readonly origin: Name;
-  private readonly records: RR[];
   private readonly cuts: Set<string>;
-  private readonly owners: Array<{ name: Name; types: Set<number> }>;
-  private readonly chain: RR[];
+  /** Every name that exists (lower-case text): the authoritative owners and the empty non-terminals above them. */
+  private readonly existing = new Set<string>();
+  private readonly chain: DenialChain;
   private readonly served: Zone;
   private readonly rrsets: RR[][];
 
-  constructor(zone: Zone, dnskeys: readonly Uint8Array[]) {
+  constructor(zone: Zone, dnskeys: readonly Uint8Array[], denial: Denial) {
     const origin = zone.origin;
     const soa = zone.soa();
     this.origin = origin;
-    this.records = zone.records().filter((r) => !SIGNER_TYPES.has(r.type));
+    const records = zone.records().filter((r) => !SIGNER_TYPES.has(r.type));
     // The DNSKEY RRset's TTL is the SOA's: what a rollover waits for (dnssec-service.ts dnskeyTtlOf).
-    for (const dnskey of dnskeys) this.records.push({ name: origin, ttl: soa.ttl, type: TYPE_DNSKEY, rdata: dnskey });
-    this.cuts = delegations(this.records, origin);
+    for (const dnskey of dnskeys) records.push({ name: origin, ttl: soa.ttl, type: TYPE_DNSKEY, rdata: dnskey });
+    const minimum = new DataView(soa.rdata.buffer, soa.rdata.byteOffset).getUint32(soa.rdata.length - 4);
+    const denialTtl = Math.min(soa.ttl, minimum); // RFC 9077: the negative TTL, for NSEC and NSEC3 alike
+    // The NSEC3 family's TTL for NSEC3PARAM too, which only servers read (RFC 5155 section 4).
+    if (denial.mode === "nsec3") records.push({ name: origin, ttl: denialTtl, type: TYPE_NSEC3PARAM, rdata: nsec3paramRdata(denial.params) });
+    this.cuts = delegations(records, origin);
     // The authoritative owners and their types; at a cut only NS and DS are the parent's.
     const types = new Map<string, { name: Name; types: Set<number> }>();
-    for (const r of this.records) {
+    for (const r of records) {
       if (this.belowCut(r.name)) continue;
       if (this.atCut(r.name) && r.type !== RRType.NS && r.type !== RRType.DS) continue;
       const key = keyOf(r.name);
@@ -532,16 +559,37 @@ class SignedLayout {
       entry.types.add(r.type);
       types.set(key, entry);
     }
-    this.owners = [...types.values()].sort((a, b) => compareNames(a.name, b.name));
-    const minimum = new DataView(soa.rdata.buffer, soa.rdata.byteOffset).getUint32(soa.rdata.length - 4);
-    const nsecTtl = Math.min(soa.ttl, minimum); // RFC 9077: the negative TTL
-    this.chain = this.owners.map((owner, i) => ({
-      name: owner.name,
-      ttl: nsecTtl,
-      type: TYPE_NSEC,
-      rdata: nsecRdata(this.owners[(i + 1) % this.owners.length]!.name, [...owner.types, TYPE_RRSIG, TYPE_NSEC]),
-    }));
-    this.served = Zone.build(origin, [...this.records, ...this.chain], { loading: true });
+    const owners = [...types.values()].sort((a, b) => compareNames(a.name, b.name));
+    const emptyNonTerminals: Name[] = [];
+    for (const owner of owners) {
+      for (let skip = 0; skip <= owner.name.length - origin.length; skip++) {
+        const key = keyOf(owner.name.slice(skip));
+        if (this.existing.has(key)) continue;
+        this.existing.add(key);
+        if (skip > 0 && !types.has(key)) emptyNonTerminals.push(owner.name.slice(skip));
+      }
+    }
+    if (denial.mode === "nsec") {
+      const nsecs = owners.map((owner, i) => ({
+        name: owner.name,
+        ttl: denialTtl,
+        type: TYPE_NSEC,
+        rdata: nsecRdata(owners[(i + 1) % owners.length]!.name, [...owner.types, TYPE_RRSIG, TYPE_NSEC]),
+      }));
+      this.chain = new NsecChain(nsecs);
+      this.served = Zone.build(origin, [...records, ...nsecs], { loading: true });
+    } else {
+      // RFC 5155 section 7.1: every name that exists, empty non-terminals and unsigned delegations
+      // too (no opt-out); the types at the name, RRSIG where an RRset there is signed (not at an
+      // unsigned delegation, whose NS is the child's), never NSEC3 itself.
+      const names: ChainName[] = owners.map((owner) => ({
+        name: owner.name,
+        types: this.atCut(owner.name) && !owner.types.has(RRType.DS) ? owner.types : new Set([...owner.types, TYPE_RRSIG]),
+      }));
+      for (const name of emptyNonTerminals) names.push({ name, types: new Set() });
+      this.chain = new Nsec3Chain(origin, denial.params, names, denialTtl);
+      this.served = Zone.build(origin, records, { loading: true });
+    }
     this.rrsets = rrsetsOf(this.served.records());
   }
 
@@ -555,25 +603,24 @@ class SignedLayout {
     return false;
   }
 
-  /** The RRsets that carry an RRSIG: every authoritative one; at a cut only the DS and the NSEC. */
+  /** The RRsets that carry an RRSIG: every authoritative one (at a cut only the DS and the NSEC), and each NSEC3. */
   *signedRrsets(): Generator<RR[]> {
     for (const rrset of this.rrsets) {
       const first = rrset[0]!;
       if (this.belowCut(first.name) || (this.atCut(first.name) && first.type !== RRType.DS && first.type !== TYPE_NSEC)) continue;
       yield rrset;
     }
+    if (this.chain.mode === "nsec3") for (const nsec3 of this.chain.records()) yield [nsec3];
   }
 
   /** The zone to serve, with `sigs` registered as its signatures. */
   register(sigs: Map<string, RR[]>, dnskeys: readonly Uint8Array[], contents = new Map<string, string>()): Zone {
-    const existing = new Set<string>();
-    for (const owner of this.owners) for (let skip = 0; skip <= owner.name.length - this.origin.length; skip++) existing.add(keyOf(owner.name.slice(skip)));
     const dsSets = new Map<string, RR[]>();
     for (const rrset of this.rrsets) {
       const first = rrset[0]!;
       if (first.type === RRType.DS && this.atCut(first.name)) dsSets.set(keyOf(first.name), rrset);
     }
-    signed.set(this.served, new ZoneSignatures(this.origin, sigs, this.chain, existing, dsSets, earliestExpiration(sigs), dnskeys, contents));
+    signed.set(this.served, new ZoneSignatures(this.origin, sigs, this.chain, this.existing, dsSets, earliestExpiration(sigs), dnskeys, contents));
     return this.served;
   }
 }

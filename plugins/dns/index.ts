@@ -51,6 +51,7 @@ const ACTIONS = [
   ["dns.rrset.update", "One RRset of a zone was replaced or removed."],
   ["dns.zone.dnssec.enable", "A zone was signed from then on (DNSSEC): a signing key was made for it."],
   ["dns.zone.dnssec.disable", "A zone's DNSSEC was turned off: its signing key was removed (both, during a key rollover)."],
+  ["dns.zone.dnssec.denial", "A signed zone's denial of existence was switched (NSEC, NSEC3, or NSEC3 with another salt): it was signed again with the new chain."],
   ["dns.zone.dnssec.rollover.start", "A zone's key rollover started: a new signing key was made, published beside the zone's key and signing the zone too."],
   ["dns.zone.dnssec.rollover.finish", "A zone's key rollover finished: the old key was retired (its DNSKEY and signatures removed); the new key signs alone."],
   ["dns.zone.dnssec.rollover.cancel", "A zone's key rollover was cancelled: its new key was removed; the zone's key signs alone again."],
@@ -354,9 +355,23 @@ export const dnsPlugin = definePlugin<DnsSettings>({
         response: m.Dnssec,
         detail: { summary: "A zone's DNSSEC: whether it is signed, its keys (two during a key rollover, with the rollover's times), their DNSKEY and DS", tags, ...access(READ) },
       })
-      .post(`${ZONE}/dnssec`, ({ params, request }) => dnssecServiceOf(k).enable(caller(request), params.org, params.zone), {
+      .post(`${ZONE}/dnssec`, ({ params, body, request }) => dnssecServiceOf(k).enable(caller(request), params.org, params.zone, body ?? {}), {
+        body: m.EnableDnssec,
         response: m.Dnssec,
-        detail: { summary: "Sign the zone (DNSSEC, ECDSAP256SHA256): a new key; give the DS to the parent; 409 for a zone holding a record provider's names", tags, ...access(WRITE) },
+        detail: {
+          summary: "Sign the zone (DNSSEC, ECDSAP256SHA256): a new key; give the DS to the parent; NSEC unless the body asks for NSEC3 (422 for iterations or opt-out, with why); 409 for a zone holding a record provider's names",
+          tags,
+          ...access(WRITE),
+        },
+      })
+      .patch(`${ZONE}/dnssec`, ({ params, body, request }) => dnssecServiceOf(k).setDenial(caller(request), params.org, params.zone, body), {
+        body: m.SetDenial,
+        response: m.Dnssec,
+        detail: {
+          summary: "Switch a signed zone's denial of existence (NSEC or NSEC3): one new serial signed with the whole new chain; 409 for an unsigned zone or one already so; 422 for iterations or opt-out, with why",
+          tags,
+          ...access(WRITE),
+        },
       })
       .delete(`${ZONE}/dnssec`, ({ params, request }) => dnssecServiceOf(k).disable(caller(request), params.org, params.zone), {
         response: m.Dnssec,

@@ -115,4 +115,13 @@ export const dnsMigrations: readonly Migration[] = [
       propagation_delay INTEGER NOT NULL          -- [dns] dnssec_propagation_delay at the start, seconds
     ) STRICT;`,
   },
+  {
+    id: "0008_dns_nsec3",
+    // How a signed zone proves names and types absent (docs/dns.md, "NSEC3"): its NSEC chain, as
+    // every zone signed before this, or NSEC3 (RFC 5155) with RFC 9276's parameters — SHA-1, no
+    // additional iterations, no opt-out (none of them stored: Citadel offers no other) — and a
+    // salt, empty unless the operator set one. Kept with the key: it goes when signing ends.
+    up: `ALTER TABLE dns_zone_keys ADD COLUMN denial TEXT NOT NULL DEFAULT 'nsec' CHECK (denial IN ('nsec', 'nsec3'));
+    ALTER TABLE dns_zone_keys ADD COLUMN nsec3_salt BLOB NOT NULL DEFAULT x'' CHECK (length(nsec3_salt) <= 255);`,
+  },
 ];

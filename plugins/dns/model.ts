@@ -112,6 +112,44 @@ export const Dnssec = t.Object({
   created_at: t.Union([Iso, t.Null()], { description: "When the zone's key was made: signing turned on, or the start of the rollover that made it" }),
   keys: t.Array(DnssecKey),
   rollover: t.Union([Rollover, t.Null()], { description: "The key rollover in progress, if any" }),
+  denial: t.Union([t.Literal("nsec"), t.Literal("nsec3"), t.Null()], {
+    description: "How the zone proves names and types absent: nsec (its names can be listed by walking the NSEC chain) or nsec3 (hashed names, RFC 5155); null when unsigned",
+  }),
+  nsec3: t.Union(
+    [
+      t.Object({
+        hash_algorithm: t.String({ description: "SHA-1 (1), the only one RFC 5155 defines" }),
+        iterations: Integer({ description: "Additional iterations: 0 (RFC 9276)" }),
+        salt: t.String({ description: "Hex; empty for none (RFC 9276's advice)" }),
+        opt_out: t.Boolean({ description: "Always false: every delegation has its NSEC3" }),
+        nsec3param: t.String({ description: "The NSEC3PARAM record at the apex, presentation form" }),
+      }),
+      t.Null(),
+    ],
+    { description: "The NSEC3 parameters (denial nsec3)" },
+  ),
+});
+
+const Nsec3Request = t.Object(
+  {
+    salt: t.Optional(t.String({ maxLength: 512, description: "Hex octets, or - (or empty) for none: the default, and RFC 9276's advice (a salt buys nothing: docs/dns.md)" })),
+    iterations: t.Optional(Integer({ minimum: 0, maximum: 65_535, description: "Additional hash iterations: 0, the only count accepted (RFC 9276 section 3.1; 422 otherwise, saying why)" })),
+    opt_out: t.Optional(t.Boolean({ description: "false, the only value accepted: opt-out leaves unsigned delegations unproven (422 otherwise, saying why)" })),
+  },
+  { description: "NSEC3 parameters (with denial nsec3 only)" },
+);
+const DenialChoice = t.Union([t.Literal("nsec"), t.Literal("nsec3")], { description: "nsec: the NSEC chain (RFC 4034; anyone can list the names); nsec3: hashed (RFC 5155, with RFC 9276's parameters)" });
+
+/** Optional: a POST without a body signs with NSEC. */
+export const EnableDnssec = t.Optional(
+  t.Object({
+    denial: t.Optional(DenialChoice),
+    nsec3: t.Optional(Nsec3Request),
+  }),
+);
+export const SetDenial = t.Object({
+  denial: DenialChoice,
+  nsec3: t.Optional(Nsec3Request),
 });
 
 // --- transfers (operators) ---------------------------------------------------------------

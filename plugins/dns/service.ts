@@ -19,7 +19,7 @@ import { TokenError } from "./presentation.ts";
 import { parseRdata, parseRecordData, rdataIdentity, rdataToText, RdataError, RRType, storedRdataToText, typeFromText, typeToText, unstorableType } from "./rdata.ts";
 import type { DnsSettings } from "./settings.ts";
 import { ChangeFeed } from "./change-feed.ts";
-import { ZoneSigner } from "./dnssec-service.ts";
+import { chainName, ZoneSigner } from "./dnssec-service.ts";
 import { signaturesOf, unsignableRecord } from "./dnssec.ts";
 import * as sql from "./store.ts";
 import { parseZoneFile, printZoneFile, ZoneFileError } from "./zone-file.ts";
@@ -463,14 +463,15 @@ export class DnsService {
 
   /**
    * A zone served here inside a signed zone, without a delegation to it there, has names the
-   * signed zone's NSEC chain denies: a validator holding the signed zone's DS fails every one.
+   * signed zone's NSEC or NSEC3 chain denies: a validator holding the signed zone's DS fails every one.
    */
   private refuseUndelegatedInSigned(tx: Database, origin: Name): void {
     for (let skip = 1; skip < origin.length; skip++) {
       const above = sql.liveZoneByName(tx, canonical(origin.slice(skip)));
-      if (above === null || sql.zoneKey(tx, above.id) === null || delegatedFrom(tx, above, origin)) continue;
+      const key = above === null ? null : sql.zoneKey(tx, above.id);
+      if (above === null || key === null || delegatedFrom(tx, above, origin)) continue;
       throw new ConflictError(
-        `${nameToText(origin)} lies in ${above.name}, which is signed (DNSSEC), with no delegation to it: its NSEC records would deny every name of the new zone to validators. Delegate it first (NS records for ${nameToText(origin)} in ${above.name}).`,
+        `${nameToText(origin)} lies in ${above.name}, which is signed (DNSSEC), with no delegation to it: its ${chainName(key)} records would deny every name of the new zone to validators. Delegate it first (NS records for ${nameToText(origin)} in ${above.name}).`,
       );
     }
   }
@@ -510,19 +511,20 @@ export class DnsService {
 
   /**
    * A change leaving a signed zone with `records` must keep its delegations to the zones served
-   * here inside it (the NS at the cut, or above it): without one, the signed zone's NSEC chain
-   * denies the nested zone's names, as when it is made undelegated. Only the zones the change
-   * leaves undelegated count, so that one undelegated already (signed before this was checked)
-   * does not block every other change.
+   * here inside it (the NS at the cut, or above it): without one, the signed zone's NSEC or NSEC3
+   * chain denies the nested zone's names, as when it is made undelegated. Only the zones the
+   * change leaves undelegated count, so that one undelegated already (signed before this was
+   * checked) does not block every other change.
    */
   private refuseUndelegating(tx: Database, row: sql.ZoneRow, records: readonly RR[]): void {
-    if (sql.zoneKey(tx, row.id) === null) return;
+    const key = sql.zoneKey(tx, row.id);
+    if (key === null) return;
     const before = new Set(this.undelegatedZonesIn(tx, row));
     const lost = this.zonesUndelegatedBy(tx, row, records).filter((name) => !before.has(name));
     if (lost.length === 0) return;
     const [it, its] = lost.length === 1 ? ["it", "its"] : ["them", "their"];
     throw new ConflictError(
-      `${lost.join(", ")} ${lost.length === 1 ? "lies" : "lie"} in ${row.name}, which is signed (DNSSEC), and would be left with no delegation to ${it}: its NSEC records would deny ${its} names to validators. Delegate ${it} first (NS records for ${lost.join(", ")} in ${row.name}), or delete ${it}.`,
+      `${lost.join(", ")} ${lost.length === 1 ? "lies" : "lie"} in ${row.name}, which is signed (DNSSEC), and would be left with no delegation to ${it}: its ${chainName(key)} records would deny ${its} names to validators. Delegate ${it} first (NS records for ${lost.join(", ")} in ${row.name}), or delete ${it}.`,
     );
   }
 

@@ -172,11 +172,21 @@ export interface ZoneKeyRow {
   /** The serial the stored RRSIGs sign, and those RRSIGs (null: none stored yet). */
   signed_serial: number | null;
   rrsigs: Uint8Array | null;
+  /** How absence is proven (migration 0008): the NSEC chain, or NSEC3 hashed with `nsec3_salt` (empty: none) and 0 iterations. */
+  denial: DenialMode;
+  nsec3_salt: Uint8Array;
 }
+
+export type DenialMode = "nsec" | "nsec3";
 
 export const zoneKey = (db: Database, zoneId: string) => db.query<ZoneKeyRow, [string]>("SELECT * FROM dns_zone_keys WHERE zone_id = ?").get(zoneId);
 export const insertZoneKey = (tx: Database, row: Omit<ZoneKeyRow, "signed_serial" | "rrsigs">) =>
-  tx.query("INSERT INTO dns_zone_keys (zone_id, algorithm, dnskey, private_key, created_at) VALUES (?, ?, ?, ?, ?)").run(row.zone_id, row.algorithm, row.dnskey, row.private_key, row.created_at);
+  tx
+    .query("INSERT INTO dns_zone_keys (zone_id, algorithm, dnskey, private_key, created_at, denial, nsec3_salt) VALUES (?, ?, ?, ?, ?, ?, ?)")
+    .run(row.zone_id, row.algorithm, row.dnskey, row.private_key, row.created_at, row.denial, row.nsec3_salt);
+/** The zone's denial of existence becomes another (its serial moves in the same transaction: the next signing makes the new chain). */
+export const setZoneDenial = (tx: Database, zoneId: string, denial: DenialMode, nsec3Salt: Uint8Array) =>
+  tx.query("UPDATE dns_zone_keys SET denial = ?, nsec3_salt = ? WHERE zone_id = ?").run(denial, nsec3Salt, zoneId);
 export const saveZoneRrsigs = (db: Database, zoneId: string, serial: number, rrsigs: Uint8Array) =>
   db.query("UPDATE dns_zone_keys SET signed_serial = ?, rrsigs = ? WHERE zone_id = ?").run(serial, rrsigs, zoneId);
 /** The zone's key becomes another (a rollover's new key, its envelope made again for this row); the stored RRSIGs stay until the next signing. */

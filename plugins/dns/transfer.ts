@@ -65,8 +65,8 @@ export function transferMessages(query: Query, packet: Uint8Array, zone: Zone, t
       return [message(query, [soa], room)];
     }
   }
-  // A signed zone's RRSIGs are kept beside its RRsets (dnssec.ts): a secondary serves them too.
-  const all = [...zone.records(), ...(signaturesOf(zone)?.records() ?? []), soa];
+  // A signed zone's RRSIGs, and its NSEC3 chain, are kept beside its RRsets (dnssec.ts): a secondary serves them too.
+  const all = [...zone.records(), ...(signaturesOf(zone)?.transferRecords() ?? []), soa];
   const messages: Uint8Array[] = [];
   let chunk: RR[] = [];
   let size = 0;

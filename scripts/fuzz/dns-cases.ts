@@ -23,6 +23,7 @@ import {
 import { nameEquals, parseName, wireLength, type Name } from "../../plugins/dns/names.ts";
 import { RRType } from "../../plugins/dns/rdata.ts";
 import { generateSigningKey, signingKeyFrom, signZone } from "../../plugins/dns/dnssec.ts";
+import { RFC9276_PARAMS } from "../../plugins/dns/nsec3.ts";
 import { allowAll, answerAll, CachingAnswerer, EDNS_PAYLOAD_SIZE, ZoneTable, type AnswerContext } from "../../plugins/dns/server.ts";
 import { TYPE_AXFR, TYPE_IXFR, type TransferPolicy } from "../../plugins/dns/transfer.ts";
 import {
@@ -39,9 +40,12 @@ import { Zone } from "../../plugins/dns/zone.ts";
 import { parseZoneFile } from "../../plugins/dns/zone-file.ts";
 
 // ---------------------------------------------------------------------------------------------
-// The server under test: one zone, one TSIG key, a transfer policy, a fixed clock
+// The server under test: two zones (the same records, signed with NSEC and with NSEC3), one TSIG
+// key, a transfer policy, a fixed clock
 
 const origin = parseName("example.org.", null);
+/** The NSEC3 zone: ZONE_TEXT again, for DO answers through the NSEC3 proofs. */
+const nsec3Origin = parseName("example.com.", null);
 const ZONE_SERIAL = 2024010101;
 
 /** 255-octet strings for TXT records too big for plain UDP (and, for `huge`, for EDNS over UDP). */
@@ -94,7 +98,8 @@ const QUERY_NAMES = [
   "wild", "x.wild", "deep.y.wild", "*.wild", "z.cnwild", "cnwild", "sub", "host.sub", "ns.sub",
   "deep.host.sub", "ent", "c.ent", "b.c.ent", "a.b.c.ent", "x.a.b.c.ent", "_tcp", "_sip._tcp",
   "sip", "medium", "huge", "many", "nx", "nx.www", "www.www",
-  "example.com.", "www.example.com.", "org.", ".", "example.net.", "xexample.org.",
+  "example.com.", "www.example.com.", "nx.example.com.", "x.wild.example.com.", "host.sub.example.com.", "b.c.ent.example.com.", "x.a.b.c.ent.example.com.",
+  "org.", ".", "example.net.", "xexample.org.",
 ].map((text) => parseName(text, origin));
 
 /** The TSIG clock: fixed, so a signed case verifies (or not) the same way on every run. */
@@ -122,7 +127,10 @@ export function fuzzContext(): AnswerContext {
   if (cachedContext) return cachedContext;
   const zones = new ZoneTable();
   // Signed (DNSSEC), so that DO queries take the signed answer path too; without DO it answers as unsigned.
-  zones.set(signZone(Zone.build(origin, parseZoneFile(ZONE_TEXT, { origin, defaultTtl: 3600 })), [signingKeyFrom(generateSigningKey().pkcs8)], NOW));
+  const key = signingKeyFrom(generateSigningKey().pkcs8);
+  zones.set(signZone(Zone.build(origin, parseZoneFile(ZONE_TEXT, { origin, defaultTtl: 3600 })), [key], NOW));
+  const nsec3 = Zone.build(nsec3Origin, parseZoneFile(ZONE_TEXT, { origin: nsec3Origin, defaultTtl: 3600 }));
+  zones.set(signZone(nsec3, [key], NOW, undefined, { mode: "nsec3", params: RFC9276_PARAMS }));
   cachedContext = { zones, gate: allowAll, tsigKey: findKey, transfers: policy, now: () => NOW };
   return cachedContext;
 }

@@ -2,7 +2,9 @@
  * Citadel as the primary of a real secondary: Knot (knotd), configured with a TSIG key made
  * through Citadel's API, transfers the zone once Citadel adds it as a secondary and NOTIFYs it;
  * after a change made through the API, Citadel's NOTIFY makes Knot transfer again and Knot
- * answers the new record. Both ends are the real programs: the compiled binary and knotd.
+ * answers the new record; a zone signed with the CLI is transferred fully signed and served by
+ * Knot to a validator, with NSEC and once switched to NSEC3. Both ends are the real programs: the
+ * compiled binary and knotd.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { readFileSync, writeFileSync } from "node:fs";
@@ -117,7 +119,7 @@ async function run(argv: string[]): Promise<{ code: number; out: string }> {
 
 const validators = [requireTool("kdig", "knot-dnsutils"), requireTool("dnssec-verify", "bind9-utils"), requireTool("delv", "bind9-dnsutils")];
 
-test.skipIf((skip !== null || validators.includes(null)) && process.env.CI !== "true")("a signed zone: its AXFR is fully signed (dnssec-verify), and Knot, its secondary, serves it signed to a validator (delv, DS from citadel dns zone ds)", async () => {
+test.skipIf((skip !== null || validators.includes(null)) && process.env.CI !== "true")("a signed zone: its AXFR is fully signed (dnssec-verify), and Knot, its secondary, serves it signed to a validator (delv, DS from citadel dns zone ds), with NSEC and then NSEC3 (citadel dns zone dnssec set --denial nsec3)", async () => {
   const [kdig, verify, delv] = validators as [string, string, string];
   const enabled = await cli(["dns", "zone", "dnssec", "enable", "example.test"]);
   expect(enabled.code).toBe(0);
@@ -151,6 +153,33 @@ test.skipIf((skip !== null || validators.includes(null)) && process.env.CI !== "
     ]) {
       const out = await run([delv, "@127.0.0.1", "-p", String(knot!.port), "-a", anchors, "+root=example.test.", name!, type!]);
       expect(out.out).toContain(verdict!);
+    }
+
+    // Switched to NSEC3 (hashed names) with the CLI: more iterations are refused, saying why; the
+    // switch is one new serial whose AXFR carries the NSEC3PARAM and a whole NSEC3 chain, and
+    // Knot, transferring it, serves NSEC3 proofs a validator takes with the same DS.
+    const iterations = await cli(["dns", "zone", "dnssec", "set", "example.test", "--denial", "nsec3", "--iterations", "10"]);
+    expect([iterations.code, iterations.stderr]).toEqual([1, expect.stringContaining("NSEC3 iterations must be 0 (RFC 9276 section 3.1)")]);
+    const switched = await cli(["dns", "zone", "dnssec", "set", "example.test", "--denial", "nsec3"]);
+    expect([switched.code, switched.stdout]).toEqual([0, expect.stringContaining("example.test. proves absence with NSEC3, SHA-1, 0 iterations, no salt, no opt-out (example.test. IN NSEC3PARAM 1 0 0 -)")]);
+    expect((await cli(["dns", "zone", "dnssec", "show", "example.test"])).stdout).toContain("denial of existence: NSEC3, SHA-1, 0 iterations, no salt, no opt-out");
+    const nsec3Serial = (await api("GET", zone)).body.serial as number;
+    expect(nsec3Serial).toBeGreaterThan(serial);
+    const nsec3Axfr = await run([kdig, "@127.0.0.1", "-p", String(dnsPort), "-y", `hmac-sha256:transfer-key:${secret}`, "+noall", "+answer", "AXFR", "example.test."]);
+    const nsec3Lines = nsec3Axfr.out.split("\n").filter((l) => l.trim() !== "" && !l.startsWith(";"));
+    expect(nsec3Lines.filter((l) => /\sNSEC3PARAM\s+1 0 0 -/.test(l))).toHaveLength(1);
+    expect(nsec3Lines.some((l) => /\sNSEC3\s+1 0 0 - /.test(l)) && !nsec3Lines.some((l) => /\sNSEC\s/.test(l))).toBe(true);
+    writeFileSync(file, nsec3Lines.slice(0, -1).join("\n") + "\n");
+    expect((await run([verify, "-z", "-o", "example.test.", file])).out).toContain("Zone fully signed");
+    await untilKnot("example.test.", RRType.SOA, (a) => a[0] === String(nsec3Serial));
+    for (const [name, type, verdict] of [
+      ["www.example.test.", "A", "; fully validated"],
+      ["nothing.example.test.", "A", "; negative response, fully validated"],
+      ["www.example.test.", "TXT", "; negative response, fully validated"],
+    ]) {
+      const out = await run([delv, "@127.0.0.1", "-p", String(knot!.port), "-a", anchors, "+root=example.test.", name!, type!]);
+      expect([name, type, out.out.includes(verdict!)]).toEqual([name, type, true]);
+      if (verdict !== "; fully validated") expect(out.out).toMatch(/\sNSEC3\s+1 0 0 - /);
     }
   } finally {
     dir.remove();

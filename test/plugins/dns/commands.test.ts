@@ -167,3 +167,73 @@ describe("dns zone dnssec rollover start|finish|cancel, and show and ds during a
     expect(show.stdout).toContain("(waits: DNSKEY TTL 3600 s + largest TTL 86400 s + propagation delay 3600 s)");
   });
 });
+
+describe("dns zone dnssec enable --nsec3 and set --denial: the denial of existence", () => {
+  const org = { org: "org_1" };
+  const path = "/v1/dns/orgs/org_1/zones/example.test/dnssec";
+  const DS = `example.test. IN DS 11111 13 2 ${"A".repeat(64)}`;
+  const view = (denial: "nsec" | "nsec3", salt = "") => ({
+    zone: "example.test.",
+    enabled: true,
+    algorithm: "ECDSAP256SHA256",
+    key_tag: 11111,
+    dnskey: ["example.test. IN DNSKEY 257 3 13 key11111"],
+    ds: [DS],
+    signatures_expire_at: "2026-12-08T10:00:00.000Z",
+    created_at: "2026-11-01T10:00:00.000Z",
+    keys: [{ key_tag: 11111, state: "active", ds: DS, dnskey: "example.test. IN DNSKEY 257 3 13 key11111", created_at: "2026-11-01T10:00:00.000Z", published_at: "2026-11-01T10:00:00.000Z" }],
+    rollover: null,
+    denial,
+    nsec3: denial === "nsec3" ? { hash_algorithm: "SHA-1", iterations: 0, salt, opt_out: false, nsec3param: `example.test. IN NSEC3PARAM 1 0 0 ${salt === "" ? "-" : salt}` } : null,
+  });
+
+  test("enable asks for NSEC3 with --nsec3 (and its --salt, --iterations), for NSEC without; the output names the denial", async () => {
+    const plain = await runCommand(dnsCommands, "dns zone dnssec enable", { args: ["example.test"], options: org, answer: () => view("nsec") });
+    expect([plain.code, plain.requests]).toEqual([0, [{ method: "POST", path, body: undefined, confirmed: false }]]);
+    expect(plain.stdout).toStartWith("example.test. is signed (key tag 11111). Give the parent zone");
+    const nsec3 = await runCommand(dnsCommands, "dns zone dnssec enable", { args: ["example.test"], options: { ...org, nsec3: true }, answer: () => view("nsec3") });
+    expect(nsec3.requests).toEqual([{ method: "POST", path, body: { denial: "nsec3" }, confirmed: false }]);
+    expect(nsec3.stdout).toStartWith("example.test. is signed (key tag 11111, NSEC3, SHA-1, 0 iterations, no salt, no opt-out (example.test. IN NSEC3PARAM 1 0 0 -)).");
+    const salted = await runCommand(dnsCommands, "dns zone dnssec enable", { args: ["example.test"], options: { ...org, nsec3: true, salt: "AABB", iterations: "0" }, answer: () => view("nsec3", "AABB") });
+    expect(salted.requests[0]!.body).toEqual({ denial: "nsec3", nsec3: { salt: "AABB", iterations: 0 } });
+  });
+
+  test("--salt or --iterations without NSEC3, set without --denial or with another value: usage errors, before any request", async () => {
+    for (const [words, options, message] of [
+      ["dns zone dnssec enable", { salt: "AABB" }, "--salt and --iterations are NSEC3's parameters: add --nsec3 (enable) or --denial nsec3 (set)"],
+      ["dns zone dnssec enable", { iterations: "0" }, "--salt and --iterations are NSEC3's parameters: add --nsec3 (enable) or --denial nsec3 (set)"],
+      ["dns zone dnssec set", {}, "usage: citadel dns zone dnssec set <zone> --denial nsec|nsec3 [--salt HEX]"],
+      ["dns zone dnssec set", { denial: "nsec5" }, "--denial: one of nsec, nsec3"],
+      ["dns zone dnssec set", { denial: "nsec", salt: "AABB" }, "--salt and --iterations are NSEC3's parameters: add --nsec3 (enable) or --denial nsec3 (set)"],
+      ["dns zone dnssec enable", { nsec3: true, iterations: "-1" }, '--iterations: a whole number from 0 to 65535, not "-1"'],
+    ] as const) {
+      const run = await runCommand(dnsCommands, words, { args: ["example.test"], options: { ...org, ...options } });
+      expect([words, run.code, run.error?.message, run.requests]).toEqual([words, 2, message, []]);
+    }
+  });
+
+  test("set --denial sends the switch (PATCH) and says the DS stays; a refusal from the server (iterations) is exit 1 with its reason", async () => {
+    const run = await runCommand(dnsCommands, "dns zone dnssec set", { args: ["example.test"], options: { ...org, denial: "nsec3" }, answer: () => view("nsec3") });
+    expect([run.code, run.requests]).toEqual([0, [{ method: "PATCH", path, body: { denial: "nsec3" }, confirmed: false }]]);
+    expect(run.stdout).toBe("example.test. proves absence with NSEC3, SHA-1, 0 iterations, no salt, no opt-out (example.test. IN NSEC3PARAM 1 0 0 -): signed again with the new chain in one new serial; the DS stays as it is\n");
+    const back = await runCommand(dnsCommands, "dns zone dnssec set", { args: ["example.test"], options: { ...org, denial: "nsec" }, answer: () => view("nsec") });
+    expect(back.requests[0]!.body).toEqual({ denial: "nsec" });
+    expect(back.stdout).toStartWith("example.test. proves absence with NSEC (anyone can list the zone's names by walking the chain; --denial nsec3 hashes them)");
+    const detail = "NSEC3 iterations must be 0 (RFC 9276 section 3.1): ...";
+    const refused = await runCommand(dnsCommands, "dns zone dnssec set", {
+      args: ["example.test"],
+      options: { ...org, denial: "nsec3", iterations: "10" },
+      answer: () => {
+        throw new Error(detail);
+      },
+    });
+    expect([refused.code, refused.error?.message, refused.requests[0]?.body]).toEqual([1, detail, { denial: "nsec3", nsec3: { iterations: 10 } }]);
+  });
+
+  test("show says the denial of existence: NSEC3 with its parameters and NSEC3PARAM, or NSEC and that it lists the names", async () => {
+    const nsec3 = await runCommand(dnsCommands, "dns zone dnssec show", { args: ["example.test"], options: org, answer: () => view("nsec3", "AABB") });
+    expect(nsec3.stdout).toContain("denial of existence: NSEC3, SHA-1, 0 iterations, salt AABB, no opt-out (example.test. IN NSEC3PARAM 1 0 0 AABB)\n");
+    const nsec = await runCommand(dnsCommands, "dns zone dnssec show", { args: ["example.test"], options: org, answer: () => view("nsec") });
+    expect(nsec.stdout).toContain("denial of existence: NSEC (anyone can list the zone's names by walking the chain; --denial nsec3 hashes them)\n");
+  });
+});
