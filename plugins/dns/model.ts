@@ -132,7 +132,7 @@ export const Dnssec = t.Object({
 
 const Nsec3Request = t.Object(
   {
-    salt: t.Optional(t.String({ maxLength: 512, description: "Hex octets, or - (or empty) for none: the default, and RFC 9276's advice (a salt buys nothing: docs/dns.md)" })),
+    salt: t.Optional(t.String({ maxLength: 510, description: "Hex octets, or - (or empty) for none: the default, and RFC 9276's advice (a salt buys nothing: docs/dns.md)" })),
     iterations: t.Optional(Integer({ minimum: 0, maximum: 65_535, description: "Additional hash iterations: 0, the only count accepted (RFC 9276 section 3.1; 422 otherwise, saying why)" })),
     opt_out: t.Optional(t.Boolean({ description: "false, the only value accepted: opt-out leaves unsigned delegations unproven (422 otherwise, saying why)" })),
   },
