@@ -38,7 +38,8 @@ import { Rcode } from "./message.ts";
 import { RRType } from "./rdata.ts";
 import { RCODE_NOTAUTH } from "./tsig.ts";
 import { TransferService, type TransferView } from "./secondaries.ts";
-import { DnsSettings, udpWithoutTcp } from "./settings.ts";
+import { Catalog, CatalogSerials, memberIdOfProvider, memberIdOfZone, type CatalogMember } from "./catalog.ts";
+import { catalogName, DnsSettings, udpWithoutTcp } from "./settings.ts";
 import * as sql from "./store.ts";
 import type { Zone } from "./zone.ts";
 import type { Logger } from "../../src/log.ts";
@@ -81,6 +82,22 @@ export function transferServiceOf(k: Kernel<DnsSettings>): TransferService {
   let s = transferServices.get(k.store);
   if (!s) transferServices.set(k.store, (s = new TransferService(k)));
   return s;
+}
+
+/** The catalog zone, per kernel like the zones: null when `[dns] catalog` names none. */
+const catalogs = new WeakMap<object, Catalog | null>();
+export function catalogOf(k: Kernel<DnsSettings>): Catalog | null {
+  if (!catalogs.has(k.store)) {
+    const origin = catalogName(k.settings.catalog);
+    catalogs.set(k.store, origin === null ? null : new Catalog(origin, new CatalogSerials(k)));
+  }
+  return catalogs.get(k.store)!;
+}
+
+/** The catalog's name as configured, canonical; null when there is none. */
+function catalogText(k: Kernel<DnsSettings>): string | null {
+  const catalog = catalogOf(k);
+  return catalog === null ? null : nameToText(catalog.origin);
 }
 
 /** The query analytics made per kernel: the listener feeds them, the route reads them (empty when DNS is off). */
@@ -165,7 +182,20 @@ export const dnsPlugin = definePlugin<DnsSettings>({
     });
     const served = zones.served;
     const targetsOf = (transferView: TransferView, zone: Zone) => transferView.notifyTargets(zone.origin, zones.isProviderOwned(zone.origin));
-    const reload = () => zones.update();
+    // The catalog zone's views follow the zones served and the secondaries; a view whose members
+    // moved is announced to its secondaries, as a zone whose serial moved is.
+    const catalog = authoritative ? catalogOf(k) : null;
+    if (catalog) warnOfZonesInCatalog(k, catalog);
+    let catalogFrom: { membership: number; view: TransferView } | null = null;
+    const refreshCatalog = () => {
+      if (catalog === null || (catalogFrom?.membership === zones.membership && catalogFrom.view === view)) return;
+      catalogFrom = { membership: zones.membership, view };
+      for (const { zone, targets } of catalog.update(zones.catalogMembers(), view.catalogSubscribers())) if (listening) notifier.notify(zone, targets);
+    };
+    const reload = () => {
+      zones.update();
+      refreshCatalog();
+    };
     // A secondary just added is told about each of its zones at once, so it need not wait for
     // its own schedule to make the first transfer.
     const targetKey = (t: { address: string; port: number; keyName: Name }) => `${t.address} ${t.port} ${nameToText(t.keyName)}`;
@@ -179,6 +209,7 @@ export const dnsPlugin = definePlugin<DnsSettings>({
         const added = targetsOf(view, zone).filter((t) => !known.has(targetKey(t)));
         if (added.length > 0 && listening) notifier.notify(zone, added);
       }
+      refreshCatalog();
     });
     // A provider's change of names gets its zone a new serial: stored for a hosted zone (whose
     // store change then rebuilds it), with the provider for its own zone. The zones its domain
@@ -242,6 +273,7 @@ export const dnsPlugin = definePlugin<DnsSettings>({
           tsigKey: (name) => view.tsigKey(name),
           transfers: { allowed: (client, zone, key) => transferAllowed(k, view, client, zone, key, zones.isProviderOwned(zone)) },
           horizon,
+          ...(catalog ? { catalog: { origin: catalog.origin, viewFor: (client: string, key: Name, transfer: boolean) => catalogViewFor(k, catalog, client, key, transfer) } } : {}),
           now: () => k.clock.now(),
           log: k.log,
         });
@@ -257,11 +289,13 @@ export const dnsPlugin = definePlugin<DnsSettings>({
     const server = authoritative ? await startAuthoritative() : null;
     if (server) {
       listening = true;
-      // The zones loaded before the listener was up are announced now.
+      // The zones loaded before the listener was up are announced now, and the catalog's views.
       for (const origin of served.keys()) {
         const zone = table.get(parseName(origin, null));
         if (zone) notifier.notify(zone, targetsOf(view, zone));
       }
+      for (const { zone, targets } of catalog?.all() ?? []) notifier.notify(zone, targets);
+      catalog?.serving(true);
     }
     const resolver = await startFilteringResolver(k, table, horizon);
     return async () => {
@@ -272,6 +306,7 @@ export const dnsPlugin = definePlugin<DnsSettings>({
       unsubscribeTransfers();
       unsubscribeProviders();
       unsubscribeHorizon();
+      catalog?.serving(false);
       // Stopped in the reverse of this order (the resolver first, the query log last), each one
       // even when one before it fails: a socket left open would hold its port.
       const parts = new Lifecycle(k.log);
@@ -309,7 +344,7 @@ export const dnsPlugin = definePlugin<DnsSettings>({
         },
         { response: m.Done, detail: { summary: "Remove a TSIG key no secondary uses (operators)", tags, ...access(OPERATOR_WRITE) } },
       )
-      .get("/secondaries", () => transfers.secondaries(), {
+      .get("/secondaries", () => ({ ...transfers.secondaries(), catalog: catalogText(k) }), {
         response: m.SecondaryList,
         detail: { summary: "The secondaries that may transfer zones and are sent NOTIFY (operators)", tags, ...access(OPERATOR_READ) },
       })
@@ -317,6 +352,10 @@ export const dnsPlugin = definePlugin<DnsSettings>({
         body: m.NewSecondary,
         response: m.Secondary,
         detail: { summary: "Add a secondary: transfers from its address signed with its key are allowed, NOTIFY is sent to it (operators)", tags, ...access(OPERATOR_WRITE) },
+      })
+      .get("/catalog", () => ({ name: catalogText(k), served: catalogOf(k)?.served ?? false, views: catalogOf(k)?.summary() ?? [] }), {
+        response: m.Catalog,
+        detail: { summary: "The catalog zone (RFC 9432) and each secondary's view of it: the zones it lists, its serial (operators)", tags, ...access(OPERATOR_READ) },
       })
       .delete(
         "/secondaries/:name",
@@ -406,8 +445,10 @@ const related = (a: Name, b: Name) => isSubdomain(a, b) || isSubdomain(b, a);
 class ServedZones {
   /** origin → the serial served: a zone whose serial moved is announced. */
   readonly served = new Map<string, number>();
+  /** Moves whenever the zones served do (one comes or goes, or a name is another stored zone's): what the catalog lists. */
+  membership = 0;
   /** Each stored zone as built, without any provider's names (null: it does not build), by origin. */
-  private readonly stored = new Map<string, { version: string; origin: Name; zone: Zone | null }>();
+  private readonly stored = new Map<string, { id: string; version: string; origin: Name; zone: Zone | null }>();
   /** The domain each provider had when last merged: a provider gone or moved leaves names to take back. */
   private readonly domains = new Map<string, Name>();
   /** Providers that changed since the last update. */
@@ -446,9 +487,12 @@ class ServedZones {
     }
     for (const [key, v] of live) {
       const version = `${v.id} ${v.serial}`;
-      if (this.stored.get(key)?.version === version) continue;
+      const before = this.stored.get(key);
+      if (before?.version === version) continue;
+      // Deleted and made again since the last update: another member of the catalog.
+      if (before !== undefined && before.id !== v.id) this.membership++;
       const origin = parseName(key, null);
-      this.stored.set(key, { version, origin, zone: this.o.build(v.id) });
+      this.stored.set(key, { id: v.id, version, origin, zone: this.o.build(v.id) });
       touched.set(key, origin);
     }
     const providers = this.o.providers();
@@ -462,6 +506,17 @@ class ServedZones {
     }
     this.changedProviders.clear();
     if (touched.size > 0) this.serve(touched, providers);
+  }
+
+  /** The zones served, as a catalog lists them: a stored zone by its row, a provider's own zone by the provider. */
+  catalogMembers(): CatalogMember[] {
+    const providers = new Map([...this.domains].map(([provider, domain]) => [keyOf(domain), provider]));
+    return [...this.served.keys()].flatMap((key): CatalogMember[] => {
+      const stored = this.stored.get(key);
+      if (stored !== undefined) return [{ name: key, id: memberIdOfZone(stored.id), providerOwned: false }];
+      const provider = providers.get(key);
+      return provider === undefined ? [] : [{ name: key, id: memberIdOfProvider(provider, key), providerOwned: true }];
+    });
   }
 
   /** The domain itself (a provider's own zone) and every stored zone at, above or below it. */
@@ -478,11 +533,13 @@ class ServedZones {
     for (const [key, origin] of touched) {
       if (fresh.has(key) || !this.served.delete(key)) continue;
       this.o.table.delete(origin);
+      this.membership++;
     }
     for (const zone of zones) {
       this.o.table.set(zone);
       const key = keyOf(zone.origin);
       if (this.served.get(key) === zone.serial()) continue;
+      if (!this.served.has(key)) this.membership++;
       this.served.set(key, zone.serial());
       this.o.announce(zone);
     }
@@ -623,13 +680,36 @@ let lastRefusalLog = 0;
 /** The transfer policy with its log lines: every transfer served, refusals at most once a second. */
 function transferAllowed(k: Kernel<DnsSettings>, view: TransferView, client: string, zone: Name, key: Name | null, providerOwned: boolean): boolean {
   const allowed = view.allowed(client, zone, key, providerOwned);
+  logTransfer(k, allowed, client, zone, key);
+  return allowed;
+}
+
+function logTransfer(k: Kernel<DnsSettings>, allowed: boolean, client: string, zone: Name, key: Name | null): void {
   const fields = { client, zone: nameToText(zone), key: key ? nameToText(key) : null };
   if (allowed) k.log.info("dns zone transfer", fields);
   else if (k.clock.now() - lastRefusalLog >= 1000) {
     lastRefusalLog = k.clock.now();
     k.log.warn("dns zone transfer refused: not a secondary with its key", fields);
   }
-  return allowed;
+}
+
+/** The catalog's view for a secondary (server.ts asks only with a verified key), its transfers logged as a zone's are. */
+function catalogViewFor(k: Kernel<DnsSettings>, catalog: Catalog, client: string, key: Name, transfer: boolean): Zone | null {
+  const view = catalog.viewFor(client, key);
+  if (transfer) logTransfer(k, view !== null, client, catalog.origin, key);
+  return view;
+}
+
+/**
+ * A zone stored at or below the catalog's name (made before `[dns] catalog` named it): the
+ * catalog answers for its names on the authoritative listener, and does not list it. Said at
+ * every start, as overlapping zones are.
+ */
+function warnOfZonesInCatalog(k: Kernel<DnsSettings>, catalog: Catalog): void {
+  for (const row of sql.allLiveZones(k.store.db)) {
+    if (!catalog.holds(row.name)) continue;
+    k.log.warn("dns: a hosted zone lies at or below the catalog zone's name ([dns] catalog): the catalog answers for its names, and does not list it (delete it, or give the catalog another name)", { zone: row.name, catalog: nameToText(catalog.origin) });
+  }
 }
 
 /**

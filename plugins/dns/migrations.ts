@@ -93,4 +93,17 @@ export const dnsMigrations: readonly Migration[] = [
       rrsigs        BLOB                          -- those RRSIGs (dnssec.ts encodeRrsigs)
     ) STRICT;`,
   },
+  {
+    id: "0007_dns_catalog",
+    // The catalog zone's serial per view (RFC 9432: each secondary is served the catalog of its
+    // own zones, chosen by its address and TSIG key) and the members it was last served for: the
+    // serial moves when the members do and only then, a restart included. Not derived from the
+    // zones' rows: an erasure removes rows, two changes may fall in one second, and a restore
+    // takes rows back, and a catalog's serial must never go back.
+    up: `CREATE TABLE dns_catalog_serials (
+      view        TEXT PRIMARY KEY,               -- the secondaries' address and TSIG key ("192.0.2.53 transfer.example.org.")
+      fingerprint TEXT NOT NULL,                  -- SHA-256 of the catalog's name and members as last served to them
+      serial      INTEGER NOT NULL                -- that view's serial
+    ) STRICT;`,
+  },
 ];

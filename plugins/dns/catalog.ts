@@ -1,0 +1,244 @@
+/**
+ * The catalog zone (RFC 9432, version 2), producer side: a zone listing the zones a secondary
+ * serves, so that a secondary configured with the catalog alone (Knot's `catalog-role:
+ * interpret`, BIND's `catalog-zones`, PowerDNS's consumer) serves every zone made through the
+ * API without a change to its configuration, and drops a deleted one.
+ *
+ * Each secondary gets its own view: the zones it may transfer and is told of (its `zones`, by
+ * the rules NOTIFY follows: a record provider's own zone only when it names it), chosen by what
+ * authenticates it — its address and its TSIG key, as for any transfer. A catalog lists every
+ * organization's zone names, so it is answered to nobody else (server.ts, catalogReply).
+ *
+ * A view's content:
+ *   <catalog>                 0 SOA invalid. invalid. <serial> 300 60 2419200 0
+ *   <catalog>                 0 NS  invalid.
+ *   version.<catalog>         0 TXT "2"
+ *   <id>.zones.<catalog>      0 PTR <member zone>.
+ * The member's id (RFC 9432 section 4.1) comes from the zone's row, not its name: a zone deleted
+ * and made again under the same name is a new member, which a consumer must drop and add anew
+ * (its old copy, and its old serial, go). No group or other property is set: every member takes
+ * the catalog's one template on the secondary.
+ *
+ * A view's serial moves when its members do (a zone made or deleted, the secondary's zones
+ * changed), and only then, a restart included: the members as last served (a fingerprint) and
+ * the serial are kept in the store per view (CatalogSerials), as a record provider's own zone
+ * keeps its serial. A view new to the store continues from the highest serial any view had: the
+ * secondary it is for may be one that held another (its address or key changed).
+ */
+import type { Kernel } from "../../src/plugin.ts";
+import { isSubdomain, lowerName, nameToText, nameToWire, parseName, type Name } from "./names.ts";
+import { parseRdata, RRType } from "./rdata.ts";
+import { canonicalAddress, type NotifyTarget } from "./secondaries.ts";
+import { serialLess } from "./service.ts";
+import type { DnsSettings } from "./settings.ts";
+import * as sql from "./store.ts";
+import { Zone, type RR } from "./zone.ts";
+
+/** RFC 9432 section 4.2: the schema version this producer writes. */
+export const CATALOG_VERSION = "2";
+/** The SOA's timers: a refresh of 5 minutes catches a lost NOTIFY soon; expiry long after any member's (2 weeks by default). */
+const SOA_TIMERS = { refresh: 300, retry: 60, expire: 2_419_200, minimum: 0 } as const;
+/** RFC 9432 uses TTL 0 throughout: a catalog is for secondaries, never for resolvers. */
+const TTL = 0;
+/** RFC 9432 section 4.1: the apex NS, which nothing resolves. */
+const INVALID: Name = [new TextEncoder().encode("invalid")];
+
+/** One zone a catalog may list. */
+export interface CatalogMember {
+  /** The zone's name, canonical (absolute, lower-case: "example.org."). */
+  name: string;
+  /** Its unique id (memberIdOfZone, memberIdOfProvider): one DNS label. */
+  id: string;
+  /** A record provider's own zone (mesh.internal.): only in the view of a secondary that names it. */
+  providerOwned: boolean;
+}
+
+/** Secondaries that authenticate alike (one address, one key): they get one view. */
+export interface CatalogSubscriber {
+  /** The view's key: the address and the key's name, canonical ("192.0.2.53 transfer.example.org."). */
+  view: string;
+  address: string;
+  tsigKey: string;
+  /** The secondaries of that address and key, by name (mostly one). */
+  secondaries: string[];
+  /** Whether `member` is in their view: a zone one of them may transfer and is told of. */
+  covers(member: CatalogMember): boolean;
+  /** Where the view's NOTIFY goes: each of them. */
+  targets: NotifyTarget[];
+}
+
+/** A view whose secondaries are to be told of it (NOTIFY). */
+export interface CatalogAnnouncement {
+  zone: Zone;
+  targets: NotifyTarget[];
+}
+
+/** What the API shows of one view. */
+export interface CatalogViewSummary {
+  address: string;
+  tsig_key: string;
+  secondaries: string[];
+  serial: number;
+  zones: Array<{ id: string; name: string }>;
+}
+
+/**
+ * A stored zone's member id: its row id's octets in hex (`dnsz_…`, 19 octets: 38 characters).
+ * The row id is unique and never reused, and a label is compared without case while the row id's
+ * base62 is not: hex keeps it exact. The API shows the row id, so an operator can tell which
+ * zone a member is.
+ */
+export function memberIdOfZone(rowId: string): string {
+  return Buffer.from(rowId, "utf8").toString("hex");
+}
+
+/**
+ * A record provider's own zone's member id: a digest of the provider and its domain, after "p-"
+ * (no hex id of a stored zone has a dash). A provider moved to another domain is another member.
+ */
+export function memberIdOfProvider(provider: string, domain: string): string {
+  return `p-${new Bun.CryptoHasher("sha256").update(`${provider} ${domain}`).digest("hex").slice(0, 32)}`;
+}
+
+/** The catalog zone `members` make at `serial`. */
+export function buildCatalog(origin: Name, serial: number, members: readonly CatalogMember[]): Zone {
+  const soa = parseRdata(RRType.SOA, ["invalid.", "invalid.", String(serial), ...Object.values(SOA_TIMERS).map(String)], origin);
+  const zonesLabel = new TextEncoder().encode("zones");
+  const records: RR[] = [
+    { name: origin, ttl: TTL, type: RRType.SOA, rdata: soa },
+    { name: origin, ttl: TTL, type: RRType.NS, rdata: nameToWire(INVALID) },
+    { name: [new TextEncoder().encode("version"), ...origin], ttl: TTL, type: RRType.TXT, rdata: Uint8Array.of(CATALOG_VERSION.length, ...new TextEncoder().encode(CATALOG_VERSION)) },
+  ];
+  for (const member of members) {
+    records.push({ name: [new TextEncoder().encode(member.id), zonesLabel, ...origin], ttl: TTL, type: RRType.PTR, rdata: nameToWire(parseName(member.name, null)) });
+  }
+  return Zone.build(origin, records);
+}
+
+/** What a view's serial follows: the catalog's name and its members (ids and names), in order. */
+export function catalogFingerprint(origin: Name, members: readonly CatalogMember[]): string {
+  const hasher = new Bun.CryptoHasher("sha256").update(nameToText(origin));
+  for (const m of members) hasher.update(`\n${m.id} ${m.name}`);
+  return hasher.digest("hex");
+}
+
+/**
+ * The serial of a view after a change of its members: the time in seconds, as Knot's own
+ * catalogs have it, or one more than before when that is not ahead (RFC 1982) — more than one
+ * change a second, or a serial moved past the clock by a restore.
+ */
+export function nextCatalogSerial(previous: number | null, now: number): number {
+  const clock = Math.floor(now / 1000) % 2 ** 32;
+  if (previous === null || serialLess(previous, clock)) return clock;
+  return (previous + 1) % 2 ** 32;
+}
+
+/**
+ * Each view's members as last served and its serial, kept in the store: memory is the truth
+ * while running, each move is written behind it (a failed write is logged: the next start then
+ * moves the serial once more, never back).
+ */
+export class CatalogSerials {
+  private readonly rows = new Map<string, sql.CatalogSerialRow>();
+
+  constructor(private readonly k: Kernel<DnsSettings>) {
+    for (const row of sql.catalogSerials(k.store.db)) this.rows.set(row.view, row);
+  }
+
+  /** The serial of `view` with members of `fingerprint`: as stored when they are the same, else the next one. */
+  serialFor(view: string, fingerprint: string): number {
+    const row = this.rows.get(view);
+    if (row?.fingerprint === fingerprint) return row.serial;
+    const next = { view, fingerprint, serial: nextCatalogSerial(row?.serial ?? this.highest(), this.k.clock.now()) };
+    this.rows.set(view, next);
+    void this.k.store.write((tx) => sql.saveCatalogSerial(tx, next)).catch((e) => this.k.log.error("dns: a catalog zone's serial could not be stored", { view, error: String(e) }));
+    return next.serial;
+  }
+
+  /** The highest serial of every view stored (RFC 1982), or null when there is none. */
+  private highest(): number | null {
+    let high: number | null = null;
+    for (const { serial } of this.rows.values()) if (high === null || serialLess(high, serial)) high = serial;
+    return high;
+  }
+}
+
+interface View {
+  subscriber: CatalogSubscriber;
+  fingerprint: string;
+  members: CatalogMember[];
+  zone: Zone;
+}
+
+/**
+ * The catalog's views, one per subscriber, built again when the served zones or the secondaries
+ * change (update); asked on the answer path (viewFor), which never touches the store.
+ */
+export class Catalog {
+  private views = new Map<string, View>();
+  /** The authoritative listener serves it now (the API says so: without one, no secondary gets it). */
+  served = false;
+
+  constructor(
+    readonly origin: Name,
+    private readonly serials: { serialFor(view: string, fingerprint: string): number },
+  ) {}
+
+  /** Is the zone `name` (canonical text) at or below the catalog's name? */
+  holds(name: string): boolean {
+    return isSubdomain(parseName(name, null), this.origin);
+  }
+
+  /**
+   * Builds each subscriber's view from `members` (every zone served here). Returns what to
+   * announce: every secondary of a view whose serial moved (or that is new), and a secondary
+   * new to a view that did not move.
+   */
+  update(members: readonly CatalogMember[], subscribers: readonly CatalogSubscriber[]): CatalogAnnouncement[] {
+    // A zone at or below the catalog's name (stored before it was configured) is not listed: a
+    // secondary would be told to serve a zone inside its own catalog, under the catalog's name.
+    const listable = members.filter((m) => !this.holds(m.name)).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    const next = new Map<string, View>();
+    const announcements: CatalogAnnouncement[] = [];
+    for (const subscriber of subscribers) {
+      const inView = listable.filter((m) => subscriber.covers(m));
+      const fingerprint = catalogFingerprint(this.origin, inView);
+      const before = this.views.get(subscriber.view);
+      const zone = before?.fingerprint === fingerprint ? before.zone : buildCatalog(this.origin, this.serials.serialFor(subscriber.view, fingerprint), inView);
+      next.set(subscriber.view, { subscriber, fingerprint, members: inView, zone });
+      const known = new Set(before?.zone.serial() === zone.serial() ? before.subscriber.targets.map(targetKey) : []);
+      const targets = subscriber.targets.filter((t) => !known.has(targetKey(t)));
+      if (targets.length > 0) announcements.push({ zone, targets });
+    }
+    this.views = next;
+    return announcements;
+  }
+
+  serving(on: boolean): void {
+    this.served = on;
+  }
+
+  /** Every view with all its secondaries: what a start announces once the listener is up. */
+  all(): CatalogAnnouncement[] {
+    return [...this.views.values()].map((v) => ({ zone: v.zone, targets: v.subscriber.targets }));
+  }
+
+  /** The catalog as the secondaries at `client` signing with `key` see it; null for anyone else. */
+  viewFor(client: string, key: Name): Zone | null {
+    const address = canonicalAddress(client);
+    if (address === null) return null;
+    return this.views.get(`${address} ${nameToText(lowerName(key))}`)?.zone ?? null;
+  }
+
+  summary(): CatalogViewSummary[] {
+    return [...this.views.values()].map((v) => ({
+      address: v.subscriber.address,
+      tsig_key: v.subscriber.tsigKey,
+      secondaries: v.subscriber.secondaries,
+      serial: v.zone.serial(),
+      zones: v.members.map((m) => ({ id: m.id, name: m.name })),
+    }));
+  }
+}
+
+const targetKey = (t: NotifyTarget) => `${t.secondary} ${t.address} ${t.port} ${nameToText(t.keyName)}`;
