@@ -176,8 +176,10 @@ export const dnsPlugin = definePlugin<DnsSettings>({
       providers: () => k.records.list(),
       ownSerial,
       log: k.log,
-      announce: (zone) => {
-        if (listening) notifier.notify(zone, targetsOf(view, zone));
+      // A zone new to the served ones reaches catalog consumers through the catalog, whose
+      // NOTIFY its own races: their first refusal of it is expected.
+      announce: (zone, fresh) => {
+        if (listening) notifier.notify(zone, targetsOf(view, zone), { viaCatalog: fresh && catalog !== null });
       },
     });
     const served = zones.served;
@@ -207,7 +209,8 @@ export const dnsPlugin = definePlugin<DnsSettings>({
         if (!zone) continue;
         const known = new Set(targetsOf(before, zone).map(targetKey));
         const added = targetsOf(view, zone).filter((t) => !known.has(targetKey(t)));
-        if (added.length > 0 && listening) notifier.notify(zone, added);
+        // A consumer of the catalog just added learns of its zones from it, as it is announced below.
+        if (added.length > 0 && listening) notifier.notify(zone, added, { viaCatalog: catalog !== null });
       }
       refreshCatalog();
     });
@@ -453,6 +456,8 @@ class ServedZones {
   private readonly domains = new Map<string, Name>();
   /** Providers that changed since the last update. */
   private readonly changedProviders = new Set<string>();
+  /** Names whose stored zone was deleted and made again since the last update. */
+  private readonly renewed = new Set<string>();
 
   constructor(
     private readonly o: {
@@ -462,7 +467,8 @@ class ServedZones {
       providers: () => RecordProvider[];
       ownSerial: (provider: string) => number;
       log: Logger;
-      announce: (zone: Zone) => void;
+      /** `fresh`: the zone was not served before (made, or come back). */
+      announce: (zone: Zone, fresh: boolean) => void;
     },
   ) {}
 
@@ -489,8 +495,11 @@ class ServedZones {
       const version = `${v.id} ${v.serial}`;
       const before = this.stored.get(key);
       if (before?.version === version) continue;
-      // Deleted and made again since the last update: another member of the catalog.
-      if (before !== undefined && before.id !== v.id) this.membership++;
+      // Deleted and made again since the last update: another member of the catalog, new to the secondaries.
+      if (before !== undefined && before.id !== v.id) {
+        this.membership++;
+        this.renewed.add(key);
+      }
       const origin = parseName(key, null);
       this.stored.set(key, { id: v.id, version, origin, zone: this.o.build(v.id) });
       touched.set(key, origin);
@@ -539,15 +548,20 @@ class ServedZones {
       this.o.table.set(zone);
       const key = keyOf(zone.origin);
       if (this.served.get(key) === zone.serial()) continue;
+      const isNew = !this.served.has(key) || this.renewed.has(key);
       if (!this.served.has(key)) this.membership++;
       this.served.set(key, zone.serial());
-      this.o.announce(zone);
+      this.o.announce(zone, isNew);
     }
+    this.renewed.clear();
+    const before = [...this.domains].map(([provider, domain]) => `${provider} ${keyOf(domain)}`).join("\n");
     this.domains.clear();
     for (const provider of providers) {
       const domain = domainOf(provider);
       if (domain) this.domains.set(provider.name, domain);
     }
+    // A provider's own zone is a catalog member by its provider and domain (memberIdOfProvider).
+    if ([...this.domains].map(([provider, domain]) => `${provider} ${keyOf(domain)}`).join("\n") !== before) this.membership++;
   }
 
   /** The providers whose domain a touched zone is related to; their zones join `touched`, until none is added. */

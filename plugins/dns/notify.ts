@@ -23,9 +23,21 @@ export interface NotifyTarget {
   keyName: Name;
 }
 
+/** How a NOTIFY is sent. */
+export interface NotifyOptions {
+  /**
+   * The secondaries may not serve the zone yet: it is new to them, and they learn of it from the
+   * catalog zone (catalog.ts), whose NOTIFY races this one. Their first refusal (NOTAUTH, REFUSED,
+   * unsigned) is expected then, and said at debug level; the retries go on, and one never
+   * answered is warned of as always.
+   */
+  viaCatalog?: boolean;
+}
+
 interface Pending {
   target: NotifyTarget;
   zone: string;
+  viaCatalog: boolean;
   id: number;
   /** The request's MAC, to check the signed answer. */
   mac: Uint8Array;
@@ -92,11 +104,14 @@ export class Notifier {
   constructor(private readonly options: NotifierOptions) {}
 
   /** Tells every target that `zone` changed (its current SOA goes in the answer section, as section 3.7 allows). */
-  notify(zone: Zone, targets: NotifyTarget[]): void {
+  notify(zone: Zone, targets: NotifyTarget[], options: NotifyOptions = {}): void {
     if (this.stopped) return;
     const soa = zone.soa();
     for (const target of targets) {
       const slot = `${zoneText(zone.origin)} ${target.address} ${target.port}`;
+      // A change right after the zone came (a record set once it is made) replaces a NOTIFY the
+      // secondary has not taken yet: it may still not know the zone.
+      const viaCatalog = options.viaCatalog === true || this.pending.get(slot)?.viaCatalog === true;
       this.cancel(slot);
       const key = this.options.tsigKey(target.keyName);
       if (key === null) {
@@ -125,7 +140,7 @@ export class Notifier {
       // encodeResponse writes a response; a NOTIFY is a request: clear QR.
       unsigned[2]! &= 0x7f;
       const signed = sign(unsigned, key, { kind: "request" }, this.options.now());
-      const entry: Pending = { target, zone: zoneText(zone.origin), id, mac: signed.mac, timer: null, attempt: 0, packet: signed.message, rejected: false };
+      const entry: Pending = { target, zone: zoneText(zone.origin), viaCatalog, id, mac: signed.mac, timer: null, attempt: 0, packet: signed.message, rejected: false };
       this.pending.set(slot, entry);
       void this.send(slot, entry);
     }
@@ -242,7 +257,10 @@ export class Notifier {
       tsig_error: tsig === null ? null : tsigErrorName(tsig.error),
       source: this.source(entry.target.address),
     };
-    if (tsig !== null && tsig.error !== 0) {
+    if (entry.viaCatalog && (tsig === null || tsig.error === 0)) {
+      // Knot answers NOTAUTH for a zone it has not taken from the catalog yet.
+      this.options.log.debug("dns notify rejected: the secondary does not serve the zone yet (it learns of it from the catalog zone); sent again", fields);
+    } else if (tsig !== null && tsig.error !== 0) {
       this.options.log.warn(
         "dns notify rejected without a valid signature: the secondary does not take our TSIG, or NOTIFY from our source address (check the key's name, algorithm and secret on both sides, and that the secondary allows the source)",
         fields,
