@@ -174,3 +174,38 @@ test("a NOTIFY to a secondary off this host never leaves from a loopback listene
   await notifier.stop();
   expect(log.lines.filter((l) => l.msg === "dns notify could not be sent")).toEqual([]);
 });
+
+test("a zone new to catalog consumers: their first NOTAUTH (the zone not taken from the catalog yet) is said at debug level and sent again, also after a change replaced the NOTIFY; a TSIG refusal is warned of still", async () => {
+  const log = captureLog();
+  const notifier = new Notifier({ log: log.logger, tsigKey: () => ({ name: keyName, algorithm: "hmac-sha256", secret: secret() }), now: () => Date.now(), retryDelaysMs: [30, 60_000] });
+  stops.push(() => notifier.stop());
+  const queries: Uint8Array[] = [];
+  let badKey = false;
+  const secondary = await Bun.udpSocket({
+    hostname: "127.0.0.1",
+    binaryType: "uint8array",
+    socket: {
+      data: (s, data, port, address) => {
+        queries.push(data);
+        const { unsigned, request } = errorAnswer(data, 9);
+        s.send(badKey ? appendUnsignedError(unsigned, request, TsigError.BADKEY) : unsigned, port, address);
+      },
+    },
+  });
+  stops.push(() => secondary.close());
+  const to = [{ secondary: "ns2", address: "127.0.0.1", port: secondary.port, keyName }];
+  const rejections = () => log.lines.filter((l) => String(l.msg).startsWith("dns notify rejected")).map((l) => l.level);
+
+  notifier.notify(zone, to, { viaCatalog: true });
+  for (let i = 0; i < 300 && queries.length < 2; i++) await Bun.sleep(10);
+  expect(queries.length).toBe(2); // sent again: the secondary may take the zone from the catalog meanwhile
+  // A record set right after the zone was made: its NOTIFY replaces the first, still expected to be refused.
+  notifier.notify(zone, to);
+  for (let i = 0; i < 300 && rejections().length < 2; i++) await Bun.sleep(10);
+  expect(rejections()).toEqual(["debug", "debug"]);
+
+  badKey = true;
+  notifier.notify(zone, to, { viaCatalog: true });
+  for (let i = 0; i < 300 && rejections().length < 3; i++) await Bun.sleep(10);
+  expect(rejections()).toEqual(["debug", "debug", "warn"]);
+});
