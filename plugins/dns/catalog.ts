@@ -26,7 +26,7 @@
  * secondary it is for may be one that held another (its address or key changed).
  */
 import type { Kernel } from "../../src/plugin.ts";
-import { isSubdomain, lowerName, nameToText, nameToWire, parseName, type Name } from "./names.ts";
+import { isSubdomain, lowerName, nameToText, nameToWire, type Name } from "./names.ts";
 import { parseRdata, RRType } from "./rdata.ts";
 import { canonicalAddress, type NotifyTarget } from "./secondaries.ts";
 import { serialLess } from "./service.ts";
@@ -47,6 +47,8 @@ const INVALID: Name = [new TextEncoder().encode("invalid")];
 export interface CatalogMember {
   /** The zone's name, canonical (absolute, lower-case: "example.org."). */
   name: string;
+  /** The same as a name (lower-case). */
+  origin: Name;
   /** Its unique id (memberIdOfZone, memberIdOfProvider): one DNS label. */
   id: string;
   /** A record provider's own zone (mesh.internal.): only in the view of a secondary that names it. */
@@ -103,15 +105,14 @@ export function memberIdOfProvider(provider: string, domain: string): string {
 /** The catalog zone `members` make at `serial`. */
 export function buildCatalog(origin: Name, serial: number, members: readonly CatalogMember[]): Zone {
   const soa = parseRdata(RRType.SOA, ["invalid.", "invalid.", String(serial), ...Object.values(SOA_TIMERS).map(String)], origin);
-  const zonesLabel = new TextEncoder().encode("zones");
+  const text = new TextEncoder();
+  const zones = [text.encode("zones"), ...origin];
   const records: RR[] = [
     { name: origin, ttl: TTL, type: RRType.SOA, rdata: soa },
     { name: origin, ttl: TTL, type: RRType.NS, rdata: nameToWire(INVALID) },
-    { name: [new TextEncoder().encode("version"), ...origin], ttl: TTL, type: RRType.TXT, rdata: Uint8Array.of(CATALOG_VERSION.length, ...new TextEncoder().encode(CATALOG_VERSION)) },
+    { name: [text.encode("version"), ...origin], ttl: TTL, type: RRType.TXT, rdata: Uint8Array.of(CATALOG_VERSION.length, ...text.encode(CATALOG_VERSION)) },
   ];
-  for (const member of members) {
-    records.push({ name: [new TextEncoder().encode(member.id), zonesLabel, ...origin], ttl: TTL, type: RRType.PTR, rdata: nameToWire(parseName(member.name, null)) });
-  }
+  for (const member of members) records.push({ name: [text.encode(member.id), ...zones], ttl: TTL, type: RRType.PTR, rdata: nameToWire(member.origin) });
   return Zone.build(origin, records);
 }
 
@@ -184,9 +185,9 @@ export class Catalog {
     private readonly serials: { serialFor(view: string, fingerprint: string): number },
   ) {}
 
-  /** Is the zone `name` (canonical text) at or below the catalog's name? */
-  holds(name: string): boolean {
-    return isSubdomain(parseName(name, null), this.origin);
+  /** Is the zone `name` at or below the catalog's name? */
+  holds(name: Name): boolean {
+    return isSubdomain(name, this.origin);
   }
 
   /**
@@ -197,7 +198,7 @@ export class Catalog {
   update(members: readonly CatalogMember[], subscribers: readonly CatalogSubscriber[]): CatalogAnnouncement[] {
     // A zone at or below the catalog's name (stored before it was configured) is not listed: a
     // secondary would be told to serve a zone inside its own catalog, under the catalog's name.
-    const listable = members.filter((m) => !this.holds(m.name)).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    const listable = members.filter((m) => !this.holds(m.origin)).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     const next = new Map<string, View>();
     const announcements: CatalogAnnouncement[] = [];
     for (const subscriber of subscribers) {

@@ -522,9 +522,9 @@ class ServedZones {
     const providers = new Map([...this.domains].map(([provider, domain]) => [keyOf(domain), provider]));
     return [...this.served.keys()].flatMap((key): CatalogMember[] => {
       const stored = this.stored.get(key);
-      if (stored !== undefined) return [{ name: key, id: memberIdOfZone(stored.id), providerOwned: false }];
+      if (stored !== undefined) return [{ name: key, origin: stored.origin, id: memberIdOfZone(stored.id), providerOwned: false }];
       const provider = providers.get(key);
-      return provider === undefined ? [] : [{ name: key, id: memberIdOfProvider(provider, key), providerOwned: true }];
+      return provider === undefined ? [] : [{ name: key, origin: this.domains.get(provider)!, id: memberIdOfProvider(provider, key), providerOwned: true }];
     });
   }
 
@@ -721,7 +721,7 @@ function catalogViewFor(k: Kernel<DnsSettings>, catalog: Catalog, client: string
  */
 function warnOfZonesInCatalog(k: Kernel<DnsSettings>, catalog: Catalog): void {
   for (const row of sql.allLiveZones(k.store.db)) {
-    if (!catalog.holds(row.name)) continue;
+    if (!catalog.holds(parseName(row.name, null))) continue;
     k.log.warn("dns: a hosted zone lies at or below the catalog zone's name ([dns] catalog): the catalog answers for its names, and does not list it (delete it, or give the catalog another name)", { zone: row.name, catalog: nameToText(catalog.origin) });
   }
 }

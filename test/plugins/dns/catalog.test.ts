@@ -25,7 +25,7 @@ import { buildQuery } from "../../helpers/reference-dns.ts";
 const CATALOG = "catalog.citadel.invalid.";
 const origin = parseName(CATALOG, null);
 const n = (text: string) => parseName(text, null);
-const member = (name: string, id: string, providerOwned = false): CatalogMember => ({ name, id, providerOwned });
+const member = (name: string, id: string, providerOwned = false): CatalogMember => ({ name, origin: parseName(name, null), id, providerOwned });
 const target = (secondary: string, port = 53) => ({ secondary, address: "192.0.2.53", port, keyName: n("fleet.") });
 
 /** A subscriber for tests: `zones` null is every hosted zone. */
