@@ -27,8 +27,8 @@ export interface NotifyTarget {
 export interface NotifyOptions {
   /**
    * The secondaries may not serve the zone yet: it is new to them, and they learn of it from the
-   * catalog zone (catalog.ts), whose NOTIFY races this one. Their first refusal (NOTAUTH, REFUSED,
-   * unsigned) is expected then, and said at debug level; the retries go on, and one never
+   * catalog zone (catalog.ts), whose NOTIFY races this one. Their refusal (NOTAUTH, REFUSED,
+   * signed or not) is expected then, and said at debug level; the retries go on, and one never
    * answered is warned of as always.
    */
   viaCatalog?: boolean;
@@ -228,6 +228,13 @@ export class Notifier {
         const byName = (n: Name) => (nameEquals(n, key.name) ? key : null);
         if (tsig === null || verify(data, tsig, byName, { kind: "response", requestMac: entry.mac }, this.options.now()).error !== 0) {
           if (message.rcode !== Rcode.NOERROR) this.rejected(entry, message.rcode, tsig);
+          return;
+        }
+        // A consumer of the catalog that does not serve the zone yet, saying so signed (BIND
+        // signs its refusals): it will once it has taken the zone from the catalog. Sent again.
+        if (entry.viaCatalog && (message.rcode === RCODE_NOTAUTH || message.rcode === Rcode.REFUSED)) {
+          if (!entry.rejected) this.options.log.debug("dns notify refused: the secondary does not serve the zone yet (it learns of it from the catalog zone); sent again", { zone: entry.zone, secondary: entry.target.secondary, rcode: rcodeName(message.rcode) });
+          entry.rejected = true;
           return;
         }
         if (entry.timer) clearTimeout(entry.timer);

@@ -5,7 +5,7 @@
 import { afterEach, expect, spyOn, test } from "bun:test";
 import { decodeMessage, decodeQuery, encodeResponse, Opcode } from "../../../plugins/dns/message.ts";
 import { parseName } from "../../../plugins/dns/names.ts";
-import { Notifier, notifySources, type NotifySources } from "../../../plugins/dns/notify.ts";
+import { Notifier, notifySources, type NotifyOptions, type NotifySources } from "../../../plugins/dns/notify.ts";
 import { appendUnsignedError, readTsig, sign, TsigError, type TsigKey } from "../../../plugins/dns/tsig.ts";
 import { Zone } from "../../../plugins/dns/zone.ts";
 import { parseZoneFile } from "../../../plugins/dns/zone-file.ts";
@@ -88,7 +88,7 @@ test("a host without IPv6: the failed bind is tried again at each send, not kept
 });
 
 /** A secondary that answers each NOTIFY with `answer(its query)`; what the notifier logged once a line starting with `until` came. */
-async function notifyAnsweredWith(answer: (query: Uint8Array) => Uint8Array, until: string, sources?: NotifySources) {
+async function notifyAnsweredWith(answer: (query: Uint8Array) => Uint8Array, until: string, sources?: NotifySources, options?: NotifyOptions) {
   const log = captureLog();
   const notifier = new Notifier({ log: log.logger, tsigKey: () => ({ name: keyName, algorithm: "hmac-sha256", secret: secret() }), now: () => Date.now(), retryDelaysMs: [60_000], sources });
   stops.push(() => notifier.stop());
@@ -104,7 +104,7 @@ async function notifyAnsweredWith(answer: (query: Uint8Array) => Uint8Array, unt
     },
   });
   stops.push(() => secondary.close());
-  notifier.notify(zone, [{ secondary: "ns2", address: "127.0.0.1", port: secondary.port, keyName }]);
+  notifier.notify(zone, [{ secondary: "ns2", address: "127.0.0.1", port: secondary.port, keyName }], options);
   for (let i = 0; i < 300 && !log.lines.some((l) => String(l.msg).startsWith(until)); i++) await Bun.sleep(10);
   return { lines: log.lines.filter((l) => String(l.msg).startsWith("dns notify")), inFlight: notifier.inFlight, from: from as string | null };
 }
@@ -208,4 +208,19 @@ test("a zone new to catalog consumers: their first NOTAUTH (the zone not taken f
   notifier.notify(zone, to, { viaCatalog: true });
   for (let i = 0; i < 300 && rejections().length < 3; i++) await Bun.sleep(10);
   expect(rejections()).toEqual(["debug", "debug", "warn"]);
+});
+
+test("a signed NOTAUTH from a catalog consumer for a zone new to it (BIND signs its refusals) is said at debug level, and the NOTIFY stays pending to be sent again", async () => {
+  const key: TsigKey = { name: keyName, algorithm: "hmac-sha256", secret: secret() };
+  const seen = await notifyAnsweredWith(
+    (query) => {
+      const { unsigned, request } = errorAnswer(query, 9);
+      return sign(unsigned, key, { kind: "response", requestMac: request.mac }, Date.now()).message;
+    },
+    "dns notify refused",
+    undefined,
+    { viaCatalog: true },
+  );
+  expect(seen.lines.map((l) => [l.level, l.msg, l.rcode])).toEqual([["debug", "dns notify refused: the secondary does not serve the zone yet (it learns of it from the catalog zone); sent again", "NOTAUTH"]]);
+  expect(seen.inFlight).toBe(1);
 });
