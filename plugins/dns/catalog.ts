@@ -224,10 +224,10 @@ export class Catalog {
     return [...this.views.values()].map((v) => ({ zone: v.zone, targets: v.subscriber.targets }));
   }
 
-  /** The catalog as the secondaries at `client` signing with `key` see it; null for anyone else. */
-  viewFor(client: string, key: Name): Zone | null {
+  /** The catalog as the secondaries at `client` signing with `key` see it; null for anyone else (unsigned: `key` null). */
+  viewFor(client: string, key: Name | null): Zone | null {
     const address = canonicalAddress(client);
-    if (address === null) return null;
+    if (address === null || key === null) return null;
     return this.views.get(`${address} ${nameToText(lowerName(key))}`)?.zone ?? null;
   }
 

@@ -276,7 +276,7 @@ export const dnsPlugin = definePlugin<DnsSettings>({
           tsigKey: (name) => view.tsigKey(name),
           transfers: { allowed: (client, zone, key) => transferAllowed(k, view, client, zone, key, zones.isProviderOwned(zone)) },
           horizon,
-          ...(catalog ? { catalog: { origin: catalog.origin, viewFor: (client: string, key: Name, transfer: boolean) => catalogViewFor(k, catalog, client, key, transfer) } } : {}),
+          ...(catalog ? { catalog: { origin: catalog.origin, viewFor: (client: string, key: Name | null, transfer: boolean) => catalogViewFor(k, catalog, client, key, transfer) } } : {}),
           now: () => k.clock.now(),
           log: k.log,
         });
@@ -707,8 +707,8 @@ function logTransfer(k: Kernel<DnsSettings>, allowed: boolean, client: string, z
   }
 }
 
-/** The catalog's view for a secondary (server.ts asks only with a verified key), its transfers logged as a zone's are. */
-function catalogViewFor(k: Kernel<DnsSettings>, catalog: Catalog, client: string, key: Name, transfer: boolean): Zone | null {
+/** The catalog's view for a secondary (the key is verified, or null), its transfers logged as a zone's are, refusals too. */
+function catalogViewFor(k: Kernel<DnsSettings>, catalog: Catalog, client: string, key: Name | null, transfer: boolean): Zone | null {
   const view = catalog.viewFor(client, key);
   if (transfer) logTransfer(k, view !== null, client, catalog.origin, key);
   return view;

@@ -257,10 +257,10 @@ export interface AnswerContext {
 export interface CatalogSource {
   readonly origin: Name;
   /**
-   * The catalog as the secondaries at `client` signing with `key` (verified) see it; null for
-   * anyone else. `transfer`: asked for an AXFR or IXFR (to be logged as one).
+   * The catalog as the secondaries at `client` signing with `key` (verified; null: unsigned)
+   * see it; null for anyone else. `transfer`: asked for an AXFR or IXFR (to be logged as one).
    */
-  viewFor(client: string, key: Name, transfer: boolean): Zone | null;
+  viewFor(client: string, key: Name | null, transfer: boolean): Zone | null;
 }
 
 const noKeys = () => null;
@@ -573,7 +573,7 @@ function answerReply(query: Query, answer: Answer, limit: number, out: Outcome):
 function catalogReply(query: Query, packet: Uint8Array, client: string, transport: "udp" | "tcp", catalog: CatalogSource, limit: number, key: TsigKey | null, out: Outcome): Uint8Array {
   const q = query.question!;
   const asTransfer = q.type === TYPE_AXFR || q.type === TYPE_IXFR;
-  const view = key === null ? null : catalog.viewFor(client, key.name, asTransfer);
+  const view = catalog.viewFor(client, key === null ? null : key.name, asTransfer);
   if (view === null) {
     out.rcode = Rcode.REFUSED;
     return emptyReply(query, Rcode.REFUSED, limit);
