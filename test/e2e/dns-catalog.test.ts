@@ -148,6 +148,19 @@ test.skipIf(skipped)("a Knot configured with the catalog alone serves a zone mad
   expect(citadel.logs().filter((l) => l.msg === "dns zone transfer" && l.zone === CATALOG).length).toBeGreaterThan(0);
 }, 90_000);
 
+test.skipIf(skipped)("a restart serves each view with the serial it had (the members are the same), and the secondaries' signed SOA checks see it", async () => {
+  const views = async () => ((await api("GET", "/v1/dns/catalog")).body.views as Array<{ secondaries: string[]; serial: number }>).map((v) => [v.secondaries.join(" "), v.serial]);
+  const before = await views();
+  expect((await citadel.stop()).code).toBe(0);
+  const address = `127.0.0.1:${dnsPort}`;
+  citadel = await startCitadel(["--data", data.path], { CITADEL_HTTP_PORT: String(httpPort), CITADEL_DNS_UDP: address, CITADEL_DNS_TCP: address, CITADEL_DNS_CATALOG: CATALOG });
+  expect(await views()).toEqual(before);
+  const soa = await dig("-y", `hmac-sha256:every-key:${secondaries.every.secret}`, "+notcp", "+short", "SOA", CATALOG);
+  expect(soa).toContain(` ${before.find(([who]) => who === "knot-every")![1]} 300 60 2419200 0`);
+  // Knot, told of the views again at the start, still serves what it served.
+  await until("every", "mail.b.test.", RRType.A, { rcode: Rcode.NOERROR, data: ["192.0.2.2"] });
+}, 60_000);
+
 test.skipIf(skipped)("the catalog goes to no one else (kdig): unsigned, or with a key no secondary at that address has, it is refused; each key gets its own view", async () => {
   const signedBy = (which: "every" | "limited") => ["-y", `hmac-sha256:${which}-key:${secondaries[which].secret}`];
   expect(await dig("AXFR", CATALOG)).toMatch(/REFUSED/);
