@@ -566,17 +566,19 @@ function answerReply(query: Query, answer: Answer, limit: number, out: Outcome):
 /**
  * A name at or below the catalog zone's: answered, a transfer or any query (a secondary checks
  * the catalog's SOA before it transfers), only to a secondary asking from its address with its
- * key verified, from its own view. Anyone else — unsigned, another key, another address — is
- * REFUSED as for a name not served here (never NOTAUTH, which would say a zone is there), and
- * nothing of it is cached: the catalog lists every organization's zone names.
+ * key verified, from its own view. Anyone else — unsigned, another key, another address — gets
+ * exactly what a name not served here gets, so that nothing tells the catalog's name from any
+ * other: a transfer NOTAUTH (as `transfer` answers for a zone it does not have; found in review:
+ * REFUSED said a zone was there), any other query REFUSED. Nothing of it is cached: the catalog
+ * lists every organization's zone names.
  */
 function catalogReply(query: Query, packet: Uint8Array, client: string, transport: "udp" | "tcp", catalog: CatalogSource, limit: number, key: TsigKey | null, out: Outcome): Uint8Array {
   const q = query.question!;
   const asTransfer = q.type === TYPE_AXFR || q.type === TYPE_IXFR;
   const view = catalog.viewFor(client, key === null ? null : key.name, asTransfer);
   if (view === null) {
-    out.rcode = Rcode.REFUSED;
-    return emptyReply(query, Rcode.REFUSED, limit);
+    out.rcode = asTransfer ? RCODE_NOTAUTH : Rcode.REFUSED;
+    return emptyReply(query, out.rcode, limit);
   }
   out.zone = view;
   if (asTransfer) return transferOf(view, query, packet, transport, limit, out);

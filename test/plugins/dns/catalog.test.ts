@@ -217,17 +217,38 @@ describe("who is answered", () => {
     expect(records(some).filter((r) => r.includes(" PTR "))).toEqual([`02.zones.${CATALOG} PTR b.example.`]);
   });
 
-  test("unsigned, from another address, or with a key of no secondary there: REFUSED, for a transfer or any query; an unknown key: NOTAUTH (BADKEY)", () => {
+  test("unsigned, from another address, or with a key of no secondary there: answered exactly as for a name not served here — a transfer NOTAUTH, any query REFUSED; an unknown key: NOTAUTH (BADKEY)", () => {
     const ctx = context();
-    expect(rcodeOf(answerAll(query(CATALOG, TYPE_AXFR), secondary, "tcp", ctx))).toBe(Rcode.REFUSED);
-    expect(rcodeOf(answerAll(signed(query(CATALOG, TYPE_AXFR), everyKey).message, "192.0.2.54", "tcp", ctx))).toBe(Rcode.REFUSED);
-    expect(rcodeOf(answerAll(signed(query(CATALOG, TYPE_AXFR), strangerKey).message, secondary, "tcp", ctx))).toBe(9);
+    /** The reply's header and sections, without the id and question: what tells one name from another. */
+    const shape = (replies: Uint8Array[]) => {
+      const m = decodeMessage(replies[0]!);
+      return { rcode: m.rcode, aa: m.aa, answer: m.answer.length, authority: m.authority.length, additional: m.additional.map((r) => r.type), more: replies.length };
+    };
+    /** The same request for the catalog and for a name served nowhere here: the same reply (found in review: REFUSED and NOTAUTH told them apart). */
+    const likeNotServed = (name: string, type: number, client: string, transport: "udp" | "tcp", key: TsigKey | null) => {
+      const ask = (qname: string) => {
+        const q = type === TYPE_IXFR ? ixfr(qname, 1) : query(qname, type);
+        return shape(answerAll(key === null ? q : signed(q, key).message, client, transport, ctx));
+      };
+      const notServed = ask(name.replace(CATALOG, "not-served.example."));
+      expect([name, type, client, transport, ask(name)]).toEqual([name, type, client, transport, notServed]);
+      return notServed.rcode;
+    };
     keys.push(strangerKey); // a key Citadel knows, of no secondary at that address
     try {
-      expect(rcodeOf(answerAll(signed(query(CATALOG, TYPE_AXFR), strangerKey).message, secondary, "tcp", ctx))).toBe(Rcode.REFUSED);
+      for (const [client, key] of [[secondary, null], ["192.0.2.54", everyKey], [secondary, strangerKey]] as const) {
+        for (const transport of ["udp", "tcp"] as const) {
+          for (const name of [CATALOG, `zones.${CATALOG}`, `CATALOG.citadel.INVALID.`]) {
+            expect(likeNotServed(name, TYPE_AXFR, client, transport, key)).toBe(9);
+            expect(likeNotServed(name, TYPE_IXFR, client, transport, key)).toBe(9);
+          }
+          expect(likeNotServed(CATALOG, RRType.SOA, client, transport, key)).toBe(Rcode.REFUSED);
+        }
+      }
     } finally {
       keys.pop();
     }
+    expect(rcodeOf(answerAll(signed(query(CATALOG, TYPE_AXFR), strangerKey).message, secondary, "tcp", ctx))).toBe(9);
     for (const [name, type] of [[CATALOG, RRType.SOA], [CATALOG, RRType.NS], [`version.${CATALOG}`, RRType.TXT], [`01.zones.${CATALOG}`, RRType.PTR], [`nothing.${CATALOG}`, RRType.A]] as const) {
       for (const transport of ["udp", "tcp"] as const) expect([name, transport, rcodeOf(answerAll(query(name, type), secondary, transport, ctx))]).toEqual([name, transport, Rcode.REFUSED]);
     }
@@ -386,14 +407,15 @@ describe("over the API, with the listener and the secondaries' NOTIFY", () => {
   });
 });
 
-test("the answer to a plain query from the real listener: REFUSED, as for a name not served here", async () => {
+test("the answer to an unsigned query from the real listener: as for a name not served here (REFUSED; a transfer NOTAUTH)", async () => {
   const { DnsClient } = await import("../../helpers/reference-dns.ts");
   const c = await testCitadel({ config: { dns: { udp: ["127.0.0.1:0"], tcp: [], catalog: CATALOG } } });
   const port = (c.log.lines.find((l) => l.msg === "dns server listening")!.udp as number[])[0]!;
   const client = await DnsClient.open(port);
   try {
-    for (const [name, type] of [[CATALOG, RRType.SOA], [CATALOG, TYPE_AXFR], [`version.${CATALOG}`, RRType.TXT]] as const) {
-      expect([name, type, (await client.query(buildQuery({ name: n(name), type }))).rcode]).toEqual([name, type, Rcode.REFUSED]);
+    for (const [name, type, rcode] of [[CATALOG, RRType.SOA, Rcode.REFUSED], [CATALOG, TYPE_AXFR, 9], [`version.${CATALOG}`, RRType.TXT, Rcode.REFUSED]] as const) {
+      expect([name, type, (await client.query(buildQuery({ name: n(name), type }))).rcode]).toEqual([name, type, rcode]);
+      expect([name, type, (await client.query(buildQuery({ name: n(name.replace(CATALOG, "not-served.example.")), type }))).rcode]).toEqual([name, type, rcode]);
     }
   } finally {
     client.close();
