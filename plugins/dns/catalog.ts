@@ -22,8 +22,8 @@
  * A view's serial moves when its members do (a zone made or deleted, the secondary's zones
  * changed), and only then, a restart included: the members as last served (a fingerprint) and
  * the serial are kept in the store per view (CatalogSerials), as a record provider's own zone
- * keeps its serial. A view new to the store continues from the highest serial any view had: the
- * secondary it is for may be one that held another (its address or key changed).
+ * keeps its serial. A serial that moves goes above the highest any view ever had: the secondary
+ * a view is for may have held another view (its address or key changed, and maybe back).
  */
 import type { Kernel } from "../../src/plugin.ts";
 import { isSubdomain, lowerName, nameToText, nameToWire, type Name } from "./names.ts";
@@ -134,26 +134,50 @@ export function nextCatalogSerial(previous: number | null, now: number): number 
   return (previous + 1) % 2 ** 32;
 }
 
+/** Where the view's serial and members are kept (CatalogSerials; tests keep them in memory). */
+export interface CatalogSerialStore {
+  /** The serial of `view` with members of `fingerprint`: as it was when they are the same, else a new one above every view's. */
+  serialFor(view: string, fingerprint: string): number;
+  /** The views served now: any other is retired, to start above every view's serial should it come back. */
+  retireAllBut(views: ReadonlySet<string>): void;
+}
+
+/** A retired view's fingerprint: no members are ever that (a digest is never empty). */
+const RETIRED = "";
+
 /**
  * Each view's members as last served and its serial, kept in the store: memory is the truth
  * while running, each move is written behind it (a failed write is logged: the next start then
  * moves the serial once more, never back).
+ *
+ * A serial that moves goes above every serial any view has had, not only its own, and a view
+ * no secondary is served any more is retired (its fingerprint emptied, its serial kept): a
+ * secondary whose key or address changed held another view's serial, and one whose key changed
+ * back would otherwise be served its old view's serial, lower than what it holds (found in
+ * review), and never transfer again.
  */
-export class CatalogSerials {
+export class CatalogSerials implements CatalogSerialStore {
   private readonly rows = new Map<string, sql.CatalogSerialRow>();
 
   constructor(private readonly k: Kernel<DnsSettings>) {
     for (const row of sql.catalogSerials(k.store.db)) this.rows.set(row.view, row);
   }
 
-  /** The serial of `view` with members of `fingerprint`: as stored when they are the same, else the next one. */
   serialFor(view: string, fingerprint: string): number {
     const row = this.rows.get(view);
     if (row?.fingerprint === fingerprint) return row.serial;
-    const next = { view, fingerprint, serial: nextCatalogSerial(row?.serial ?? this.highest(), this.k.clock.now()) };
-    this.rows.set(view, next);
-    void this.k.store.write((tx) => sql.saveCatalogSerial(tx, next)).catch((e) => this.k.log.error("dns: a catalog zone's serial could not be stored", { view, error: String(e) }));
+    const next = { view, fingerprint, serial: nextCatalogSerial(this.highest(), this.k.clock.now()) };
+    this.save(next);
     return next.serial;
+  }
+
+  retireAllBut(views: ReadonlySet<string>): void {
+    for (const row of [...this.rows.values()]) if (!views.has(row.view) && row.fingerprint !== RETIRED) this.save({ ...row, fingerprint: RETIRED });
+  }
+
+  private save(row: sql.CatalogSerialRow): void {
+    this.rows.set(row.view, row);
+    void this.k.store.write((tx) => sql.saveCatalogSerial(tx, row)).catch((e) => this.k.log.error("dns: a catalog zone's serial could not be stored", { view: row.view, error: String(e) }));
   }
 
   /** The highest serial of every view stored (RFC 1982), or null when there is none. */
@@ -182,7 +206,7 @@ export class Catalog {
 
   constructor(
     readonly origin: Name,
-    private readonly serials: { serialFor(view: string, fingerprint: string): number },
+    private readonly serials: CatalogSerialStore,
   ) {}
 
   /** Is the zone `name` at or below the catalog's name? */
@@ -212,6 +236,7 @@ export class Catalog {
       if (targets.length > 0) announcements.push({ zone, targets });
     }
     this.views = next;
+    this.serials.retireAllBut(new Set(next.keys()));
     return announcements;
   }
 

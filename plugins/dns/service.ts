@@ -291,8 +291,10 @@ export class DnsService {
     // A record provider's own zone (mesh.internal.) too (found in review: the restored serial,
     // with the restored names, went back below what the secondaries held).
     const providersBefore = readPrevious(state.previous, (db) => new Map(hasTable(db, "dns_provider_serials") ? sql.providerSerials(db).map((p) => [p.provider, [p.serial]] as const) : []));
-    // And each view of the catalog zone, which a secondary holds as it holds a zone.
-    const catalogBefore = readPrevious(state.previous, (db) => new Map(hasTable(db, "dns_catalog_serials") ? sql.catalogSerials(db).map((c) => [c.view, [c.serial]] as const) : []));
+    // And each view of the catalog zone, which a secondary holds as it holds a zone: past every
+    // view's serial, as a view's serial moves (catalog.ts): the secondary may have held another
+    // view's since the backup (its key changed).
+    const catalogBefore = readPrevious(state.previous, (db) => (hasTable(db, "dns_catalog_serials") ? sql.catalogSerials(db) : []));
     const now = this.now();
     return this.write((tx) => {
       if (!claimRestoreStep(tx, state.id, "dns", now)) return 0;
@@ -305,9 +307,10 @@ export class DnsService {
       const missing = [...(providersBefore ?? [])].filter(([provider]) => !providers.some((p) => p.provider === provider));
       for (const [provider, serials] of missing) sql.saveProviderSerial(tx, { provider, fingerprint: "", serial: serialAfterRestore(serials[0]!, serials, now) });
       const views = sql.catalogSerials(tx);
-      for (const v of views) sql.setCatalogSerial(tx, v.view, v.fingerprint, serialAfterRestore(v.serial, catalogBefore === null ? null : (catalogBefore.get(v.view) ?? []), now));
-      const missingViews = [...(catalogBefore ?? [])].filter(([view]) => !views.some((v) => v.view === view));
-      for (const [view, serials] of missingViews) sql.saveCatalogSerial(tx, { view, fingerprint: "", serial: serialAfterRestore(serials[0]!, serials, now) });
+      const everyViewBefore = catalogBefore === null ? null : catalogBefore.map((v) => v.serial);
+      for (const v of views) sql.setCatalogSerial(tx, v.view, v.fingerprint, serialAfterRestore(v.serial, everyViewBefore, now));
+      const missingViews = (catalogBefore ?? []).filter((before) => !views.some((v) => v.view === before.view));
+      for (const { view, serial } of missingViews) sql.saveCatalogSerial(tx, { view, fingerprint: "", serial: serialAfterRestore(serial, everyViewBefore, now) });
       return zones.length + providers.length + missing.length + views.length + missingViews.length;
     });
   }

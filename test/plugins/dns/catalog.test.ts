@@ -46,6 +46,9 @@ function memorySerials(start = 1_000) {
       rows.set(view, { fingerprint, serial: ++next });
       return next;
     },
+    retireAllBut(views: ReadonlySet<string>) {
+      for (const [view, row] of rows) if (!views.has(view)) row.fingerprint = "";
+    },
   };
 }
 
@@ -164,6 +167,42 @@ describe("the serial", () => {
       c.clock.step(-60_000);
       expect(after.serialFor("192.0.2.53 fleet.", "members-3")).toBe(moved + 1);
       expect(after.serialFor("192.0.2.54 fleet.", "members-1")).toBe(moved + 2);
+    } finally {
+      await c.stop();
+    }
+  });
+});
+
+describe("a view that comes back", () => {
+  /** The serial ns2 (192.0.2.53) is served with `key` after `members` were listed for it. */
+  const served = (catalog: Catalog, members: CatalogMember[], key: string) => {
+    catalog.update(members, [subscriber(`192.0.2.53 ${key}.`, null)]);
+    return catalog.viewFor("192.0.2.53", n(`${key}.`))!.serial();
+  };
+
+  test("ns2's key changed and changed back: each view it is served starts above every serial any view had, so what it holds is never ahead (found in review: the old view's stored serial came back)", async () => {
+    const c = await testCitadel();
+    try {
+      const k = { ...c.kernel, config: c.config, settings: c.config.dns, log: c.kernel.log } as never;
+      const a = [member("a.example.", "01")];
+      const ab = [...a, member("b.example.", "02")];
+      let catalog = new Catalog(origin, new CatalogSerials(k));
+      // All within one second: the clock does not move them on.
+      const k1 = served(catalog, a, "k1");
+      const k2 = served(catalog, a, "k2"); // ns2 removed, and added again with k2
+      const k2b = served(catalog, ab, "k2"); // b.example. made: ns2 transfers serial k2b
+      expect([k2 > k1, k2b > k2]).toEqual([true, true]);
+      const k1again = served(catalog, a, "k1"); // back to k1, with the members k1 last had
+      expect(k1again).toBeGreaterThan(k2b);
+      const k2again = served(catalog, ab, "k2"); // and to k2, with the members k2 last had
+      expect(k2again).toBeGreaterThan(k1again);
+      // A restart serves the view in use as it was; the one left is still retired.
+      await c.kernel.store.write(() => undefined); // the writes behind it are done
+      catalog = new Catalog(origin, new CatalogSerials(k));
+      expect(served(catalog, ab, "k2")).toBe(k2again);
+      await c.kernel.store.write(() => undefined);
+      catalog = new Catalog(origin, new CatalogSerials(k));
+      expect(served(catalog, a, "k1")).toBeGreaterThan(k2again);
     } finally {
       await c.stop();
     }
