@@ -38,7 +38,7 @@ import { Rcode } from "./message.ts";
 import { RRType } from "./rdata.ts";
 import { RCODE_NOTAUTH } from "./tsig.ts";
 import { TransferService, type TransferView } from "./secondaries.ts";
-import { Catalog, CatalogSerials, memberIdOfProvider, memberIdOfZone, type CatalogMember } from "./catalog.ts";
+import { Catalog, CatalogSerials, memberIdOfProvider, memberIdOfZone, type CatalogAnnouncement, type CatalogMember } from "./catalog.ts";
 import { catalogName, DnsSettings, udpWithoutTcp } from "./settings.ts";
 import * as sql from "./store.ts";
 import type { Zone } from "./zone.ts";
@@ -188,11 +188,19 @@ export const dnsPlugin = definePlugin<DnsSettings>({
     // moved is announced to its secondaries, as a zone whose serial moved is.
     const catalog = authoritative ? catalogOf(k) : null;
     if (catalog) warnOfZonesInCatalog(k, catalog);
-    let catalogFrom: { membership: number; view: TransferView } | null = null;
+    // A change of the zones is handed on as the members that came and went (it runs on the event
+    // loop at every zone made or deleted, and costs what changed); a change of the secondaries,
+    // rare, as every member.
+    let catalogFrom: TransferView | null = null;
     const refreshCatalog = () => {
-      if (catalog === null || (catalogFrom?.membership === zones.membership && catalogFrom.view === view)) return;
-      catalogFrom = { membership: zones.membership, view };
-      for (const { zone, targets } of catalog.update(zones.catalogMembers(), view.catalogSubscribers())) if (listening) notifier.notify(zone, targets);
+      if (catalog === null) return;
+      const { added, removed } = zones.takeCatalogChanges();
+      let announcements: CatalogAnnouncement[] = [];
+      if (catalogFrom !== view) {
+        catalogFrom = view;
+        announcements = catalog.update(zones.catalogMembers(), view.catalogSubscribers());
+      } else if (added.length > 0 || removed.length > 0) announcements = catalog.change(added, removed);
+      for (const { zone, targets } of announcements) if (listening) notifier.notify(zone, targets);
     };
     const reload = () => {
       zones.update();
@@ -448,10 +456,12 @@ const related = (a: Name, b: Name) => isSubdomain(a, b) || isSubdomain(b, a);
 class ServedZones {
   /** origin → the serial served: a zone whose serial moved is announced. */
   readonly served = new Map<string, number>();
-  /** Moves whenever the zones served do (one comes or goes, or a name is another stored zone's): what the catalog lists. */
-  membership = 0;
-  /** Each stored zone as built, without any provider's names (null: it does not build), by origin. */
-  private readonly stored = new Map<string, { id: string; version: string; origin: Name; zone: Zone | null }>();
+  /** What the catalog lists, by name: each zone served (catalogMembers). */
+  private readonly members = new Map<string, CatalogMember>();
+  /** The members that came and went since they were last taken (takeCatalogChanges). */
+  private catalogChanges: { added: CatalogMember[]; removed: CatalogMember[] } = { added: [], removed: [] };
+  /** Each stored zone as built, without any provider's names (null: it does not build), by origin; and as the catalog lists it. */
+  private readonly stored = new Map<string, { id: string; version: string; origin: Name; zone: Zone | null; member: CatalogMember }>();
   /** The domain each provider had when last merged: a provider gone or moved leaves names to take back. */
   private readonly domains = new Map<string, Name>();
   /** Providers that changed since the last update. */
@@ -496,12 +506,10 @@ class ServedZones {
       const before = this.stored.get(key);
       if (before?.version === version) continue;
       // Deleted and made again since the last update: another member of the catalog, new to the secondaries.
-      if (before !== undefined && before.id !== v.id) {
-        this.membership++;
-        this.renewed.add(key);
-      }
-      const origin = parseName(key, null);
-      this.stored.set(key, { id: v.id, version, origin, zone: this.o.build(v.id) });
+      if (before !== undefined && before.id !== v.id) this.renewed.add(key);
+      const origin = before?.id === v.id ? before.origin : parseName(key, null);
+      const member = before?.id === v.id ? before.member : { name: key, origin, id: memberIdOfZone(v.id), providerOwned: false };
+      this.stored.set(key, { id: v.id, version, origin, zone: this.o.build(v.id), member });
       touched.set(key, origin);
     }
     const providers = this.o.providers();
@@ -514,18 +522,45 @@ class ServedZones {
       else if (now) this.o.log.error("dns: a record provider's domain is not a name", { provider: now.name, domain: now.domain });
     }
     this.changedProviders.clear();
-    if (touched.size > 0) this.serve(touched, providers);
+    if (touched.size === 0) return;
+    this.serve(touched, providers);
+    // Only a touched zone (serve adds those it merges with) may have come, gone or changed hands.
+    const providerOf = new Map([...this.domains].map(([provider, domain]) => [keyOf(domain), provider]));
+    for (const key of touched.keys()) this.relist(key, providerOf);
   }
 
-  /** The zones served, as a catalog lists them: a stored zone by its row, a provider's own zone by the provider. */
-  catalogMembers(): CatalogMember[] {
-    const providers = new Map([...this.domains].map(([provider, domain]) => [keyOf(domain), provider]));
-    return [...this.served.keys()].flatMap((key): CatalogMember[] => {
-      const stored = this.stored.get(key);
-      if (stored !== undefined) return [{ name: key, origin: stored.origin, id: memberIdOfZone(stored.id), providerOwned: false }];
-      const provider = providers.get(key);
-      return provider === undefined ? [] : [{ name: key, origin: this.domains.get(provider)!, id: memberIdOfProvider(provider, key), providerOwned: true }];
-    });
+  /** The catalog's member for the zone `key` as it is now, against the one listed: a change is kept for takeCatalogChanges. */
+  private relist(key: string, providerOf: Map<string, string>): void {
+    const before = this.members.get(key);
+    const now = this.memberOf(key, providerOf);
+    if (before?.id === now?.id) return;
+    if (before !== undefined) this.catalogChanges.removed.push(before);
+    if (now === undefined) this.members.delete(key);
+    else {
+      this.members.set(key, now);
+      this.catalogChanges.added.push(now);
+    }
+  }
+
+  /** The zone `key` as a catalog lists it when it is served: a stored zone by its row, a provider's own zone by the provider. */
+  private memberOf(key: string, providerOf: Map<string, string>): CatalogMember | undefined {
+    if (!this.served.has(key)) return undefined;
+    const stored = this.stored.get(key);
+    if (stored !== undefined) return stored.member;
+    const provider = providerOf.get(key);
+    return provider === undefined ? undefined : { name: key, origin: this.domains.get(provider)!, id: memberIdOfProvider(provider, key), providerOwned: true };
+  }
+
+  /** Every member of the catalog: the zones served, as it lists them. */
+  catalogMembers(): Iterable<CatalogMember> {
+    return this.members.values();
+  }
+
+  /** The members that came and went since the last call. */
+  takeCatalogChanges(): { added: CatalogMember[]; removed: CatalogMember[] } {
+    const changes = this.catalogChanges;
+    this.catalogChanges = { added: [], removed: [] };
+    return changes;
   }
 
   /** The domain itself (a provider's own zone) and every stored zone at, above or below it. */
@@ -542,26 +577,21 @@ class ServedZones {
     for (const [key, origin] of touched) {
       if (fresh.has(key) || !this.served.delete(key)) continue;
       this.o.table.delete(origin);
-      this.membership++;
     }
     for (const zone of zones) {
       this.o.table.set(zone);
       const key = keyOf(zone.origin);
       if (this.served.get(key) === zone.serial()) continue;
       const isNew = !this.served.has(key) || this.renewed.has(key);
-      if (!this.served.has(key)) this.membership++;
       this.served.set(key, zone.serial());
       this.o.announce(zone, isNew);
     }
     this.renewed.clear();
-    const before = [...this.domains].map(([provider, domain]) => `${provider} ${keyOf(domain)}`).join("\n");
     this.domains.clear();
     for (const provider of providers) {
       const domain = domainOf(provider);
       if (domain) this.domains.set(provider.name, domain);
     }
-    // A provider's own zone is a catalog member by its provider and domain (memberIdOfProvider).
-    if ([...this.domains].map(([provider, domain]) => `${provider} ${keyOf(domain)}`).join("\n") !== before) this.membership++;
   }
 
   /** The providers whose domain a touched zone is related to; their zones join `touched`, until none is added. */

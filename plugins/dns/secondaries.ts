@@ -273,6 +273,7 @@ export class TransferView implements TransferPolicy {
       tsigKey: group[0]!.row.tsig_key,
       secondaries: group.map((s) => s.row.name),
       covers: (member: CatalogMember) => group.some((s) => toldOf(s.zones, member.name, member.providerOwned)),
+      selection: group.map((s) => JSON.stringify(s.zones === null ? null : [...s.zones].sort())).sort().join("\n"),
       targets: group.map(notifyTarget),
     }));
   }
