@@ -456,7 +456,7 @@ const related = (a: Name, b: Name) => isSubdomain(a, b) || isSubdomain(b, a);
 class ServedZones {
   /** origin → the serial served: a zone whose serial moved is announced. */
   readonly served = new Map<string, number>();
-  /** What the catalog lists, by name: each zone served (catalogMembers). */
+  /** What the catalog lists, by name: each stored zone, and each provider's own zone served (catalogMembers). */
   private readonly members = new Map<string, CatalogMember>();
   /** The members that came and went since they were last taken (takeCatalogChanges). */
   private catalogChanges: { added: CatalogMember[]; removed: CatalogMember[] } = { added: [], removed: [] };
@@ -542,16 +542,21 @@ class ServedZones {
     }
   }
 
-  /** The zone `key` as a catalog lists it when it is served: a stored zone by its row, a provider's own zone by the provider. */
+  /**
+   * The zone `key` as a catalog lists it: a stored zone by its row, built or not (found in
+   * review: one that did not build left the catalog, and the consumers purged their copy, which
+   * they would otherwise serve until it expires); a provider's own zone, by the provider, when
+   * it is served.
+   */
   private memberOf(key: string, providerOf: Map<string, string>): CatalogMember | undefined {
-    if (!this.served.has(key)) return undefined;
     const stored = this.stored.get(key);
     if (stored !== undefined) return stored.member;
+    if (!this.served.has(key)) return undefined;
     const provider = providerOf.get(key);
     return provider === undefined ? undefined : { name: key, origin: this.domains.get(provider)!, id: memberIdOfProvider(provider, key), providerOwned: true };
   }
 
-  /** Every member of the catalog: the zones served, as it lists them. */
+  /** Every member of the catalog, as it lists them. */
   catalogMembers(): Iterable<CatalogMember> {
     return this.members.values();
   }

@@ -457,6 +457,28 @@ describe("over the API, with the listener and the secondaries' NOTIFY", () => {
     }
   });
 
+  test("a stored zone that does not build (not served here meanwhile) stays in the catalog: its secondaries keep their copy instead of purging it (found in review)", async () => {
+    const { c, operator, zones, viewOf } = await setup();
+    try {
+      await c.send("POST", "/v1/dns/secondaries", operator, { json: { name: "ns2", address: "192.0.2.1", tsig_key: "fleet" } });
+      expect((await c.send("POST", zones, operator, { json: { name: "a.example" } })).status).toBe(200);
+      const before = await viewOf("ns2");
+      expect(before.zones.map((z) => z.name)).toEqual(["a.example."]);
+      // A record no zone can hold (a CNAME beside the apex's SOA and NS), as a damaged row would be.
+      const db = c.kernel.store.db;
+      const id = (db.query("SELECT id FROM dns_zones WHERE name = 'a.example.' AND deleted_at IS NULL").get() as { id: string }).id;
+      db.query("INSERT INTO dns_records (zone_id, owner, type, ttl, rdata) VALUES (?, 'a.example.', 5, 300, ?)").run(id, Uint8Array.of(3, 0x77, 0x77, 0x77, 0));
+      db.query("UPDATE dns_zones SET serial = serial + 1 WHERE id = ?").run(id);
+      expect((await c.send("POST", zones, operator, { json: { name: "b.example" } })).status).toBe(200); // the zones are read again
+      expect(c.log.lines.some((l) => l.msg === "a stored zone does not build; it is not served" && l.zone === "a.example.")).toBe(true);
+      const after = await viewOf("ns2");
+      expect(after.zones.map((z) => z.name)).toEqual(["a.example.", "b.example."]);
+      expect(after.zones[0]).toEqual(before.zones[0]!);
+    } finally {
+      await c.stop();
+    }
+  });
+
   test("a zone deleted and made again under its name is another member; a zone at or below the catalog's name is refused (409)", async () => {
     const { c, operator, zones, viewOf } = await setup();
     try {
