@@ -395,14 +395,28 @@ describe("who is answered", () => {
     expect(rcodeOf(answerAll(signed(query(`zones.${CATALOG}`, TYPE_AXFR), everyKey).message, secondary, "tcp", ctx))).toBe(9); // not the apex: NOTAUTH
   });
 
-  test("nothing of it is cached: a stranger's plain query after a secondary's is REFUSED still", () => {
+  test("nothing of it is cached: no reply about the catalog's names enters the answer cache, a stranger's refusal or a secondary's answer, while one about a hosted name does", () => {
     const ctx = context();
     const answerer = new CachingAnswerer(ctx);
-    for (let i = 0; i < 3; i++) {
-      expect(decodeMessage(answerer.answer(signed(query(CATALOG, RRType.SOA), everyKey).message, secondary, "udp")!).rcode).toBe(Rcode.NOERROR);
-      expect(decodeMessage(answerer.answer(query(CATALOG, RRType.SOA), "198.51.100.1", "udp")!).rcode).toBe(Rcode.REFUSED);
-      expect(answerer.outcome.zone).toBeNull(); // as for a name not served here: no zone to count it under
+    const cached = () => (answerer as unknown as { cache: { size: number } }).cache.size;
+    const withEdns = (packet: Uint8Array) => {
+      const opt = Uint8Array.of(0, 0, 41, 4, 208, 0, 0, 0, 0, 0, 0);
+      const p = new Uint8Array([...packet, ...opt]);
+      p[11] = 1; // ARCOUNT
+      return p;
+    };
+    for (const [name, type] of [[CATALOG, RRType.SOA], [`version.${CATALOG}`, RRType.TXT], [`01.zones.${CATALOG}`, RRType.PTR], [`nothing.${CATALOG}`, RRType.A]] as const) {
+      for (const transport of ["udp", "tcp"] as const) {
+        for (const packet of [query(name, type), withEdns(query(name, type))]) {
+          expect(decodeMessage(answerer.answer(packet, "198.51.100.1", transport)!).rcode).toBe(Rcode.REFUSED);
+          expect(decodeMessage(answerer.answer(packet, secondary, transport)!).rcode).toBe(Rcode.REFUSED); // unsigned, from the secondary's address
+        }
+        expect(decodeMessage(answerer.answer(signed(query(name, type), everyKey).message, secondary, transport)!).rcode).not.toBe(Rcode.REFUSED);
+      }
     }
+    expect(cached()).toBe(0);
+    expect(decodeMessage(answerer.answer(query("www.a.example.", RRType.A), "198.51.100.1", "udp")!).rcode).toBe(Rcode.NOERROR);
+    expect(cached()).toBe(1); // the cache is on: a hosted name's reply is kept
   });
 });
 
