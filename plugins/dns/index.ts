@@ -15,6 +15,7 @@ import { auditRequest } from "../../src/http/audit-request.ts";
 import { principalOf } from "../../src/http/request-meta.ts";
 import { dataPath } from "../../src/config/load.ts";
 import { definePlugin, type Kernel } from "../../src/plugin.ts";
+import { ConfigError } from "../../src/config/error.ts";
 import { Lifecycle } from "../../src/lifecycle.ts";
 import { dnsCommands } from "./commands.ts";
 import { dnsMigrations } from "./migrations.ts";
@@ -130,6 +131,7 @@ export const dnsPlugin = definePlugin<DnsSettings>({
   migrations: dnsMigrations,
 
   async start(k) {
+    refuseCatalogOverZones(k);
     const dns = dnsServiceOf(k);
     const transfers = transferServiceOf(k);
     const unregisterSubjects = subjectsOf(k.store).register(dnsSubjects(dns));
@@ -187,7 +189,6 @@ export const dnsPlugin = definePlugin<DnsSettings>({
     // The catalog zone's views follow the zones served and the secondaries; a view whose members
     // moved is announced to its secondaries, as a zone whose serial moved is.
     const catalog = authoritative ? catalogOf(k) : null;
-    if (catalog) warnOfZonesInCatalog(k, catalog);
     // A change of the zones is handed on as the members that came and went (it runs on the event
     // loop at every zone made or deleted, and costs what changed); a change of the secondaries,
     // rare, as every member.
@@ -750,15 +751,22 @@ function catalogViewFor(k: Kernel<DnsSettings>, catalog: Catalog, client: string
 }
 
 /**
- * A zone stored at or below the catalog's name (made before `[dns] catalog` named it): the
- * catalog answers for its names on the authoritative listener, and does not list it. Said at
- * every start, as overlapping zones are.
+ * `[dns] catalog` at or above a hosted zone's name (such as `com.`, or the zone's own): the
+ * catalog would answer for every name of the zone on the authoritative listener, which would
+ * serve it no more, and could not list it, so its secondaries would drop it. No such zone can be
+ * made once the catalog is named (service.ts: 409), but one stored before can be there: start-up
+ * stops naming the key and the zones (exit 2), as for any setting that cannot work (found in
+ * review: a warning at each start, and the zones went unserved).
  */
-function warnOfZonesInCatalog(k: Kernel<DnsSettings>, catalog: Catalog): void {
-  for (const row of sql.allLiveZones(k.store.db)) {
-    if (!catalog.holds(parseName(row.name, null))) continue;
-    k.log.warn("dns: a hosted zone lies at or below the catalog zone's name ([dns] catalog): the catalog answers for its names, and does not list it (delete it, or give the catalog another name)", { zone: row.name, catalog: nameToText(catalog.origin) });
-  }
+function refuseCatalogOverZones(k: Kernel<DnsSettings>): void {
+  const catalog = catalogName(k.settings.catalog);
+  if (catalog === null) return;
+  const held = sql.allLiveZones(k.store.db).filter((row) => isSubdomain(parseName(row.name, null), catalog)).map((row) => row.name);
+  if (held.length === 0) return;
+  const zones = held.length <= 5 ? held.join(", ") : `${held.slice(0, 5).join(", ")} and ${held.length - 5} more`;
+  throw new ConfigError(
+    `dns.catalog: ${JSON.stringify(k.settings.catalog)} is at or above the hosted zone${held.length > 1 ? "s" : ""} ${zones}, whose names the catalog would answer for instead: give the catalog a name of its own, such as "catalog.citadel.invalid." (or delete the zone)`,
+  );
 }
 
 /**

@@ -71,7 +71,7 @@ export const DnsSettings = section("Authoritative DNS: where it listens, and the
     default: "",
     maxLength: 253,
     description:
-      'The name of a catalog zone (RFC 9432) listing each secondary the zones it serves, such as "catalog.citadel.invalid.": a secondary configured with it serves every zone made here without a change to its configuration. Transferred only to a secondary, from its address with its TSIG key. Empty: no catalog.',
+      'The name of a catalog zone (RFC 9432) listing each secondary the zones it serves, such as "catalog.citadel.invalid.": a secondary configured with it serves every zone made here without a change to its configuration. Transferred only to a secondary, from its address with its TSIG key. Not at or above the name of a hosted zone (start-up stops). Empty: no catalog.',
   }),
 }, checkDnsSettings);
 export type DnsSettings = Static<typeof DnsSettings>;

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { Rcode } from "../../plugins/dns/message.ts";
 import { parseName } from "../../plugins/dns/names.ts";
 import { rdataToText, RRType } from "../../plugins/dns/rdata.ts";
-import { callApi, cliRunner, ensureBinary, firstLogin, freePort, oneTimePassword, startCitadel, tempDir, type RunningCitadel } from "../helpers/binary.ts";
+import { callApi, cliRunner, ensureBinary, firstLogin, freePort, oneTimePassword, runCitadel, startCitadel, tempDir, type RunningCitadel } from "../helpers/binary.ts";
 import { buildQuery, DnsClient, referenceSkipReason, startReference, type ReferenceServer } from "../helpers/reference-dns.ts";
 import { requireTool } from "../helpers/tools.ts";
 
@@ -190,3 +190,17 @@ test.skipIf(skipped)("the catalog goes to no one else (kdig): unsigned, or with 
   expect(soa).toMatch(/status: NOERROR/);
   expect(soa).toMatch(/SOA\s+invalid\. invalid\. \d+ 300 60 2419200 0/);
 }, 30_000);
+
+test.skipIf(skipped)("a catalog named at or above a hosted zone (test., or the zone's own name) stops start-up with exit 2 naming the key and the zone (found in review: a warning, and the zone went unserved)", async () => {
+  expect((await citadel.stop()).code).toBe(0);
+  const address = `127.0.0.1:${dnsPort}`;
+  for (const catalog of ["test", "B.test."]) {
+    // Had it started, it would serve on: killed after 20 s.
+    const { code, stderr } = await runCitadel(["serve", "--data", data.path], { CITADEL_HTTP_PORT: String(httpPort), CITADEL_DNS_UDP: address, CITADEL_DNS_TCP: address, CITADEL_DNS_CATALOG: catalog }, undefined, 20_000);
+    expect([catalog, code]).toEqual([catalog, 2]);
+    expect(stderr).toContain(`citadel: dns.catalog: ${JSON.stringify(catalog)} is at or above the hosted zone b.test.,`);
+  }
+  // Named apart from the zones, it starts again.
+  citadel = await startCitadel(["--data", data.path], { CITADEL_HTTP_PORT: String(httpPort), CITADEL_DNS_UDP: address, CITADEL_DNS_TCP: address, CITADEL_DNS_CATALOG: CATALOG });
+  await until("every", "mail.b.test.", RRType.A, { rcode: Rcode.NOERROR, data: ["192.0.2.2"] });
+}, 60_000);
