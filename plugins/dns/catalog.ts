@@ -134,6 +134,8 @@ const memberRecord = (origin: Name, member: CatalogMember): RR => ({ name: membe
  * order — the sum of their SHA-256 digests (mod 2^256), so that a view's fingerprint follows a
  * change of one member at the cost of that member alone, however many there are (a digest of
  * them all, in order, was a sort and a hash of every member at each change: found in review).
+ * It is only compared with the view's own last one (CatalogSerials), and the members' ids are
+ * row ids nobody chooses: no sum to aim a collision at.
  */
 export function catalogFingerprint(origin: Name, members: Iterable<CatalogMember>): string {
   let sum = 0n;

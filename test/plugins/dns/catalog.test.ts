@@ -5,7 +5,7 @@
  * from the cache), and the catalog over the API with real secondaries' NOTIFY.
  */
 import { describe, expect, spyOn, test } from "bun:test";
-import { buildCatalog, Catalog, CatalogSerials, memberIdOfProvider, memberIdOfZone, nextCatalogSerial, type CatalogMember, type CatalogSubscriber } from "../../../plugins/dns/catalog.ts";
+import { buildCatalog, Catalog, catalogFingerprint, CatalogSerials, memberIdOfProvider, memberIdOfZone, nextCatalogSerial, type CatalogMember, type CatalogSubscriber } from "../../../plugins/dns/catalog.ts";
 import { catalogOf } from "../../../plugins/dns/index.ts";
 import { decodeMessage, decodeQuery, Rcode } from "../../../plugins/dns/message.ts";
 import { nameEquals, nameToText, parseName, type Name } from "../../../plugins/dns/names.ts";
@@ -210,7 +210,8 @@ describe("a change of the zones costs what changed (found in review: every view 
     let listed = pool.slice(0, 20);
     const zonesOf = (i: number) => (i % 3 === 0 ? null : pool.filter((_, j) => (j + i) % (i % 3 === 1 ? 2 : 3) === 0).map((m) => m.name));
     let subs = [subscriber("a", null), subscriber("b", zonesOf(1)), subscriber("c", zonesOf(2))];
-    const catalog = new Catalog(origin, memorySerials());
+    const serials = memorySerials();
+    const catalog = new Catalog(origin, serials);
     catalog.update(listed, subs);
     const state = new Map<string, { serial: number; members: string }>();
     const check = (step: number) => {
@@ -218,6 +219,8 @@ describe("a change of the zones costs what changed (found in review: every view 
         const zone = catalog.viewFor("192.0.2.53", n(sub.tsigKey))!;
         const members = listed.filter((m) => sub.covers(m)).sort((a, b) => (a.name < b.name ? -1 : 1));
         expect([step, sub.view, sorted(zone)]).toEqual([step, sub.view, sorted(buildCatalog(origin, zone.serial(), members))]);
+        // What is stored is the fingerprint of the members as a start would find them.
+        expect([step, sub.view, serials.rows.get(sub.view)!.fingerprint]).toEqual([step, sub.view, catalogFingerprint(origin, members)]);
         const before = state.get(sub.view);
         const now = { serial: zone.serial(), members: members.map((m) => m.id).join() };
         if (before !== undefined) expect([step, sub.view, now.serial === before.serial]).toEqual([step, sub.view, now.members === before.members]);
