@@ -2,8 +2,8 @@
  * CLI: citadel dns zone list|create|show|delete|import|export|ds, citadel dns zone dnssec
  * show|enable|disable|set, citadel dns zone dnssec rollover start|finish|cancel, citadel dns set,
  * citadel dns top,
- * and for operators citadel dns tsig list|create|delete and citadel dns secondary
- * list|add|remove. The organization is --org, else the user's only one (as in citadel share).
+ * and for operators citadel dns tsig list|create|delete, citadel dns secondary
+ * list|add|remove and citadel dns catalog. The organization is --org, else the user's only one (as in citadel share).
  */
 import { UsageError } from "../../src/cli/command-line.ts";
 import { choiceOption, fileOrStdinText, integerOption, needArgs, organizationOf, print, stringOption, table } from "../../src/cli/output.ts";
@@ -41,6 +41,23 @@ interface SecondaryView {
   tsig_key: string;
   zones: string[] | null;
   created_at: string;
+}
+
+interface CatalogView {
+  name: string | null;
+  served: boolean;
+  views: Array<{ address: string; tsig_key: string; secondaries: string[]; serial: number; zones: Array<{ id: string; name: string }> }>;
+}
+
+function catalogText(catalog: CatalogView, withZones: boolean): string {
+  if (catalog.name === null) return "no catalog zone: set [dns] catalog (such as \"catalog.citadel.invalid.\") to serve one";
+  const head = `${catalog.name}, RFC 9432 version 2: each secondary transfers the view of its own zones, signed with its key`;
+  if (!catalog.served) return `${head}\nnot served: the authoritative listener is off ([dns] udp and tcp)`;
+  if (catalog.views.length === 0) return `${head}\nno secondaries (citadel dns secondary add)`;
+  const summary = table([["SECONDARIES", "ADDRESS", "KEY", "SERIAL", "ZONES"], ...catalog.views.map((v) => [v.secondaries.join(" "), v.address, v.tsig_key, String(v.serial), String(v.zones.length)])]);
+  if (!withZones) return `${head}\n${summary}`;
+  const members = catalog.views.map((v) => `\n${v.secondaries.join(" ")}:\n${v.zones.length === 0 ? "no zones" : table([["ZONE", "MEMBER ID"], ...v.zones.map((z) => [z.name, z.id])])}`);
+  return `${head}\n${summary}\n${members.join("\n")}`;
 }
 
 /** The key as the two most common secondaries write it in their configuration. */
@@ -475,9 +492,22 @@ export const dnsCommands: Command[] = [
     summary: "List the secondaries that may transfer zones and are sent NOTIFY (operators)",
     async run(ctx) {
       const api = await ctx.api();
-      const list = await api.request<{ items: SecondaryView[] }>("GET", "/v1/dns/secondaries");
+      const list = await api.request<{ items: SecondaryView[]; catalog: string | null }>("GET", "/v1/dns/secondaries");
       const rows = list.items.map((s) => [s.name, s.address, String(s.port), s.tsig_key, s.zones === null ? "every zone" : s.zones.join(" ")]);
-      print(ctx, list, list.items.length === 0 ? "no secondaries" : table([["NAME", "ADDRESS", "NOTIFY PORT", "KEY", "ZONES"], ...rows]));
+      const secondaries = list.items.length === 0 ? "no secondaries" : table([["NAME", "ADDRESS", "NOTIFY PORT", "KEY", "ZONES"], ...rows]);
+      const catalog = list.catalog === null ? "no catalog zone ([dns] catalog)" : `catalog zone: ${list.catalog} (each secondary's view of its zones: citadel dns catalog)`;
+      print(ctx, list, `${secondaries}\n${catalog}`);
+      return 0;
+    },
+  },
+  {
+    words: ["dns", "catalog"],
+    summary: "Show the catalog zone (RFC 9432) and each secondary's view of it: its serial and the zones it lists (operators)",
+    options: { zones: { type: "boolean", description: "List each view's zones with their member ids" } },
+    async run(ctx) {
+      const api = await ctx.api();
+      const catalog = await api.request<CatalogView>("GET", "/v1/dns/catalog");
+      print(ctx, catalog, catalogText(catalog, ctx.options.zones === true));
       return 0;
     },
   },

@@ -15,6 +15,7 @@ import { auditRequest } from "../../src/http/audit-request.ts";
 import { principalOf } from "../../src/http/request-meta.ts";
 import { dataPath } from "../../src/config/load.ts";
 import { definePlugin, type Kernel } from "../../src/plugin.ts";
+import { ConfigError } from "../../src/config/error.ts";
 import { Lifecycle } from "../../src/lifecycle.ts";
 import { dnsCommands } from "./commands.ts";
 import { dnsMigrations } from "./migrations.ts";
@@ -38,7 +39,8 @@ import { Rcode } from "./message.ts";
 import { RRType } from "./rdata.ts";
 import { RCODE_NOTAUTH } from "./tsig.ts";
 import { TransferService, type TransferView } from "./secondaries.ts";
-import { DnsSettings, udpWithoutTcp } from "./settings.ts";
+import { Catalog, CatalogSerials, memberIdOfProvider, memberIdOfZone, type CatalogAnnouncement, type CatalogMember } from "./catalog.ts";
+import { catalogName, DnsSettings, udpWithoutTcp } from "./settings.ts";
 import * as sql from "./store.ts";
 import type { Zone } from "./zone.ts";
 import type { Logger } from "../../src/log.ts";
@@ -87,6 +89,22 @@ export function transferServiceOf(k: Kernel<DnsSettings>): TransferService {
   return s;
 }
 
+/** The catalog zone, per kernel like the zones: null when `[dns] catalog` names none. */
+const catalogs = new WeakMap<object, Catalog | null>();
+export function catalogOf(k: Kernel<DnsSettings>): Catalog | null {
+  if (!catalogs.has(k.store)) {
+    const origin = catalogName(k.settings.catalog);
+    catalogs.set(k.store, origin === null ? null : new Catalog(origin, new CatalogSerials(k)));
+  }
+  return catalogs.get(k.store)!;
+}
+
+/** The catalog's name as configured, canonical; null when there is none. */
+function catalogText(k: Kernel<DnsSettings>): string | null {
+  const catalog = catalogOf(k);
+  return catalog === null ? null : nameToText(catalog.origin);
+}
+
 /** The query analytics made per kernel: the listener feeds them, the route reads them (empty when DNS is off). */
 const analytics = new WeakMap<object, DnsAnalytics>();
 export function dnsAnalyticsOf(k: Kernel<DnsSettings>): DnsAnalytics {
@@ -117,6 +135,7 @@ export const dnsPlugin = definePlugin<DnsSettings>({
   migrations: dnsMigrations,
 
   async start(k) {
+    refuseCatalogOverZones(k);
     const dns = dnsServiceOf(k);
     const transfers = transferServiceOf(k);
     const unregisterSubjects = subjectsOf(k.store).register(dnsSubjects(dns));
@@ -163,13 +182,35 @@ export const dnsPlugin = definePlugin<DnsSettings>({
       providers: () => k.records.list(),
       ownSerial,
       log: k.log,
-      announce: (zone) => {
-        if (listening) notifier.notify(zone, targetsOf(view, zone));
+      // A zone new to the served ones reaches catalog consumers through the catalog, whose
+      // NOTIFY its own races: their first refusal of it is expected.
+      announce: (zone, fresh) => {
+        if (listening) notifier.notify(zone, targetsOf(view, zone), { viaCatalog: fresh && catalog !== null });
       },
     });
     const served = zones.served;
     const targetsOf = (transferView: TransferView, zone: Zone) => transferView.notifyTargets(zone.origin, zones.isProviderOwned(zone.origin));
-    const reload = () => zones.update();
+    // The catalog zone's views follow the zones served and the secondaries; a view whose members
+    // moved is announced to its secondaries, as a zone whose serial moved is.
+    const catalog = authoritative ? catalogOf(k) : null;
+    // A change of the zones is handed on as the members that came and went (it runs on the event
+    // loop at every zone made or deleted, and costs what changed); a change of the secondaries,
+    // rare, as every member.
+    let catalogFrom: TransferView | null = null;
+    const refreshCatalog = () => {
+      if (catalog === null) return;
+      const { added, removed } = zones.takeCatalogChanges();
+      let announcements: CatalogAnnouncement[] = [];
+      if (catalogFrom !== view) {
+        catalogFrom = view;
+        announcements = catalog.update(zones.catalogMembers(), view.catalogSubscribers());
+      } else if (added.length > 0 || removed.length > 0) announcements = catalog.change(added, removed);
+      for (const { zone, targets } of announcements) if (listening) notifier.notify(zone, targets);
+    };
+    const reload = () => {
+      zones.update();
+      refreshCatalog();
+    };
     // A secondary just added is told about each of its zones at once, so it need not wait for
     // its own schedule to make the first transfer.
     const targetKey = (t: { address: string; port: number; keyName: Name }) => `${t.address} ${t.port} ${nameToText(t.keyName)}`;
@@ -181,8 +222,10 @@ export const dnsPlugin = definePlugin<DnsSettings>({
         if (!zone) continue;
         const known = new Set(targetsOf(before, zone).map(targetKey));
         const added = targetsOf(view, zone).filter((t) => !known.has(targetKey(t)));
-        if (added.length > 0 && listening) notifier.notify(zone, added);
+        // A consumer of the catalog just added learns of its zones from it, as it is announced below.
+        if (added.length > 0 && listening) notifier.notify(zone, added, { viaCatalog: catalog !== null });
       }
+      refreshCatalog();
     });
     // A provider's change of names gets its zone a new serial: stored for a hosted zone (whose
     // store change then rebuilds it), with the provider for its own zone. The zones its domain
@@ -246,6 +289,7 @@ export const dnsPlugin = definePlugin<DnsSettings>({
           tsigKey: (name) => view.tsigKey(name),
           transfers: { allowed: (client, zone, key) => transferAllowed(k, view, client, zone, key, zones.isProviderOwned(zone)) },
           horizon,
+          ...(catalog ? { catalog: { origin: catalog.origin, viewFor: (client: string, key: Name | null, transfer: boolean) => catalogViewFor(k, catalog, client, key, transfer) } } : {}),
           now: () => k.clock.now(),
           log: k.log,
         });
@@ -261,11 +305,13 @@ export const dnsPlugin = definePlugin<DnsSettings>({
     const server = authoritative ? await startAuthoritative() : null;
     if (server) {
       listening = true;
-      // The zones loaded before the listener was up are announced now.
+      // The zones loaded before the listener was up are announced now, and the catalog's views.
       for (const origin of served.keys()) {
         const zone = table.get(parseName(origin, null));
         if (zone) notifier.notify(zone, targetsOf(view, zone));
       }
+      for (const { zone, targets } of catalog?.all() ?? []) notifier.notify(zone, targets);
+      catalog?.serving(true);
     }
     const resolver = await startFilteringResolver(k, table, horizon);
     return async () => {
@@ -276,6 +322,7 @@ export const dnsPlugin = definePlugin<DnsSettings>({
       unsubscribeTransfers();
       unsubscribeProviders();
       unsubscribeHorizon();
+      catalog?.serving(false);
       // Stopped in the reverse of this order (the resolver first, the query log last), each one
       // even when one before it fails: a socket left open would hold its port.
       const parts = new Lifecycle(k.log);
@@ -313,7 +360,7 @@ export const dnsPlugin = definePlugin<DnsSettings>({
         },
         { response: m.Done, detail: { summary: "Remove a TSIG key no secondary uses (operators)", tags, ...access(OPERATOR_WRITE) } },
       )
-      .get("/secondaries", () => transfers.secondaries(), {
+      .get("/secondaries", () => ({ ...transfers.secondaries(), catalog: catalogText(k) }), {
         response: m.SecondaryList,
         detail: { summary: "The secondaries that may transfer zones and are sent NOTIFY (operators)", tags, ...access(OPERATOR_READ) },
       })
@@ -321,6 +368,10 @@ export const dnsPlugin = definePlugin<DnsSettings>({
         body: m.NewSecondary,
         response: m.Secondary,
         detail: { summary: "Add a secondary: transfers from its address signed with its key are allowed, NOTIFY is sent to it (operators)", tags, ...access(OPERATOR_WRITE) },
+      })
+      .get("/catalog", () => ({ name: catalogText(k), served: catalogOf(k)?.served ?? false, views: catalogOf(k)?.summary() ?? [] }), {
+        response: m.Catalog,
+        detail: { summary: "The catalog zone (RFC 9432) and each secondary's view of it: the zones it lists, its serial (operators)", tags, ...access(OPERATOR_READ) },
       })
       .delete(
         "/secondaries/:name",
@@ -447,12 +498,18 @@ const related = (a: Name, b: Name) => isSubdomain(a, b) || isSubdomain(b, a);
 class ServedZones {
   /** origin → the serial served: a zone whose serial moved is announced. */
   readonly served = new Map<string, number>();
-  /** Each stored zone as built, without any provider's names (null: it does not build), by origin. */
-  private readonly stored = new Map<string, { version: string; origin: Name; zone: Zone | null }>();
+  /** What the catalog lists, by name: each stored zone, and each provider's own zone served (catalogMembers). */
+  private readonly members = new Map<string, CatalogMember>();
+  /** The members that came and went since they were last taken (takeCatalogChanges). */
+  private catalogChanges: { added: CatalogMember[]; removed: CatalogMember[] } = { added: [], removed: [] };
+  /** Each stored zone as built, without any provider's names (null: it does not build), by origin; and as the catalog lists it. */
+  private readonly stored = new Map<string, { id: string; version: string; origin: Name; zone: Zone | null; member: CatalogMember }>();
   /** The domain each provider had when last merged: a provider gone or moved leaves names to take back. */
   private readonly domains = new Map<string, Name>();
   /** Providers that changed since the last update. */
   private readonly changedProviders = new Set<string>();
+  /** Names whose stored zone was deleted and made again since the last update. */
+  private readonly renewed = new Set<string>();
 
   constructor(
     private readonly o: {
@@ -462,7 +519,8 @@ class ServedZones {
       providers: () => RecordProvider[];
       ownSerial: (provider: string) => number;
       log: Logger;
-      announce: (zone: Zone) => void;
+      /** `fresh`: the zone was not served before (made, or come back). */
+      announce: (zone: Zone, fresh: boolean) => void;
     },
   ) {}
 
@@ -487,9 +545,13 @@ class ServedZones {
     }
     for (const [key, v] of live) {
       const version = `${v.id} ${v.serial}`;
-      if (this.stored.get(key)?.version === version) continue;
-      const origin = parseName(key, null);
-      this.stored.set(key, { version, origin, zone: this.o.build(v.id) });
+      const before = this.stored.get(key);
+      if (before?.version === version) continue;
+      // Deleted and made again since the last update: another member of the catalog, new to the secondaries.
+      if (before !== undefined && before.id !== v.id) this.renewed.add(key);
+      const origin = before?.id === v.id ? before.origin : parseName(key, null);
+      const member = before?.id === v.id ? before.member : { name: key, origin, id: memberIdOfZone(v.id), providerOwned: false };
+      this.stored.set(key, { id: v.id, version, origin, zone: this.o.build(v.id), member });
       touched.set(key, origin);
     }
     const providers = this.o.providers();
@@ -502,7 +564,50 @@ class ServedZones {
       else if (now) this.o.log.error("dns: a record provider's domain is not a name", { provider: now.name, domain: now.domain });
     }
     this.changedProviders.clear();
-    if (touched.size > 0) this.serve(touched, providers);
+    if (touched.size === 0) return;
+    this.serve(touched, providers);
+    // Only a touched zone (serve adds those it merges with) may have come, gone or changed hands.
+    const providerOf = new Map([...this.domains].map(([provider, domain]) => [keyOf(domain), provider]));
+    for (const key of touched.keys()) this.relist(key, providerOf);
+  }
+
+  /** The catalog's member for the zone `key` as it is now, against the one listed: a change is kept for takeCatalogChanges. */
+  private relist(key: string, providerOf: Map<string, string>): void {
+    const before = this.members.get(key);
+    const now = this.memberOf(key, providerOf);
+    if (before?.id === now?.id) return;
+    if (before !== undefined) this.catalogChanges.removed.push(before);
+    if (now === undefined) this.members.delete(key);
+    else {
+      this.members.set(key, now);
+      this.catalogChanges.added.push(now);
+    }
+  }
+
+  /**
+   * The zone `key` as a catalog lists it: a stored zone by its row, built or not (found in
+   * review: one that did not build left the catalog, and the consumers purged their copy, which
+   * they would otherwise serve until it expires); a provider's own zone, by the provider, when
+   * it is served.
+   */
+  private memberOf(key: string, providerOf: Map<string, string>): CatalogMember | undefined {
+    const stored = this.stored.get(key);
+    if (stored !== undefined) return stored.member;
+    if (!this.served.has(key)) return undefined;
+    const provider = providerOf.get(key);
+    return provider === undefined ? undefined : { name: key, origin: this.domains.get(provider)!, id: memberIdOfProvider(provider, key), providerOwned: true };
+  }
+
+  /** Every member of the catalog, as it lists them. */
+  catalogMembers(): Iterable<CatalogMember> {
+    return this.members.values();
+  }
+
+  /** The members that came and went since the last call. */
+  takeCatalogChanges(): { added: CatalogMember[]; removed: CatalogMember[] } {
+    const changes = this.catalogChanges;
+    this.catalogChanges = { added: [], removed: [] };
+    return changes;
   }
 
   /** The domain itself (a provider's own zone) and every stored zone at, above or below it. */
@@ -524,9 +629,11 @@ class ServedZones {
       this.o.table.set(zone);
       const key = keyOf(zone.origin);
       if (this.served.get(key) === zone.serial()) continue;
+      const isNew = !this.served.has(key) || this.renewed.has(key);
       this.served.set(key, zone.serial());
-      this.o.announce(zone);
+      this.o.announce(zone, isNew);
     }
+    this.renewed.clear();
     this.domains.clear();
     for (const provider of providers) {
       const domain = domainOf(provider);
@@ -664,13 +771,43 @@ let lastRefusalLog = 0;
 /** The transfer policy with its log lines: every transfer served, refusals at most once a second. */
 function transferAllowed(k: Kernel<DnsSettings>, view: TransferView, client: string, zone: Name, key: Name | null, providerOwned: boolean): boolean {
   const allowed = view.allowed(client, zone, key, providerOwned);
+  logTransfer(k, allowed, client, zone, key);
+  return allowed;
+}
+
+function logTransfer(k: Kernel<DnsSettings>, allowed: boolean, client: string, zone: Name, key: Name | null): void {
   const fields = { client, zone: nameToText(zone), key: key ? nameToText(key) : null };
   if (allowed) k.log.info("dns zone transfer", fields);
   else if (k.clock.now() - lastRefusalLog >= 1000) {
     lastRefusalLog = k.clock.now();
     k.log.warn("dns zone transfer refused: not a secondary with its key", fields);
   }
-  return allowed;
+}
+
+/** The catalog's view for a secondary (the key is verified, or null), its transfers logged as a zone's are, refusals too. */
+function catalogViewFor(k: Kernel<DnsSettings>, catalog: Catalog, client: string, key: Name | null, transfer: boolean): Zone | null {
+  const view = catalog.viewFor(client, key);
+  if (transfer) logTransfer(k, view !== null, client, catalog.origin, key);
+  return view;
+}
+
+/**
+ * `[dns] catalog` at or above a hosted zone's name (such as `com.`, or the zone's own): the
+ * catalog would answer for every name of the zone on the authoritative listener, which would
+ * serve it no more, and could not list it, so its secondaries would drop it. No such zone can be
+ * made once the catalog is named (service.ts: 409), but one stored before can be there: start-up
+ * stops naming the key and the zones (exit 2), as for any setting that cannot work (found in
+ * review: a warning at each start, and the zones went unserved).
+ */
+function refuseCatalogOverZones(k: Kernel<DnsSettings>): void {
+  const catalog = catalogName(k.settings.catalog);
+  if (catalog === null) return;
+  const held = sql.allLiveZones(k.store.db).filter((row) => isSubdomain(parseName(row.name, null), catalog)).map((row) => row.name);
+  if (held.length === 0) return;
+  const zones = held.length <= 5 ? held.join(", ") : `${held.slice(0, 5).join(", ")} and ${held.length - 5} more`;
+  throw new ConfigError(
+    `dns.catalog: ${JSON.stringify(k.settings.catalog)} is at or above the hosted zone${held.length > 1 ? "s" : ""} ${zones}, whose names the catalog would answer for instead: give the catalog a name of its own, such as "catalog.citadel.invalid." (or delete the zone)`,
+  );
 }
 
 /**

@@ -116,6 +116,19 @@ export const dnsMigrations: readonly Migration[] = [
     ) STRICT;`,
   },
   {
+    id: "0007_dns_catalog",
+    // The catalog zone's serial per view (RFC 9432: each secondary is served the catalog of its
+    // own zones, chosen by its address and TSIG key) and the members it was last served for: the
+    // serial moves when the members do and only then, a restart included. Not derived from the
+    // zones' rows: an erasure removes rows, two changes may fall in one second, and a restore
+    // takes rows back, and a catalog's serial must never go back.
+    up: `CREATE TABLE dns_catalog_serials (
+      view        TEXT PRIMARY KEY,               -- the secondaries' address and TSIG key ("192.0.2.53 transfer.example.org.")
+      fingerprint TEXT NOT NULL,                  -- SHA-256 of the catalog's name and members as last served to them
+      serial      INTEGER NOT NULL                -- that view's serial
+    ) STRICT;`,
+  },
+  {
     id: "0008_dns_nsec3",
     // How a signed zone proves names and types absent (docs/dns.md, "NSEC3"): its NSEC chain, as
     // every zone signed before this, or NSEC3 (RFC 5155) with RFC 9276's parameters — SHA-1, no

@@ -173,7 +173,25 @@ export const Secondary = t.Object({
   zones: t.Union([t.Array(t.String()), t.Null()], { description: "The zones it serves; null: every zone" }),
   created_at: Iso,
 });
-export const SecondaryList = t.Object({ items: t.Array(Secondary) });
+export const SecondaryList = t.Object({
+  items: t.Array(Secondary),
+  catalog: t.Union([t.String(), t.Null()], { description: "The catalog zone's name ([dns] catalog) each secondary may transfer its view of; null: none" }),
+});
+
+export const Catalog = t.Object({
+  name: t.Union([t.String(), t.Null()], { description: "The catalog zone's name ([dns] catalog); null: no catalog is served" }),
+  served: t.Boolean({ description: "The authoritative listener serves it (without one, no secondary gets it)" }),
+  views: t.Array(
+    t.Object({
+      address: t.String({ description: "The address its secondaries transfer from" }),
+      tsig_key: t.String({ description: "The key they sign with" }),
+      secondaries: t.Array(t.String(), { description: "The secondaries of that address and key (each gets this view)" }),
+      serial: Integer({ description: "The view's SOA serial: it moves when its zones do" }),
+      zones: t.Array(t.Object({ id: t.String({ description: "The member's unique id (RFC 9432 section 4.1): a stored zone's row id in hex" }), name: t.String() })),
+    }),
+    { description: "One view per address and key of the secondaries: the zones they serve" },
+  ),
+});
 export const NewSecondary = t.Object({
   name: t.String({ minLength: 1, maxLength: 63, description: "A label for the secondary (ns2, fra-1, ...)" }),
   address: t.String({ minLength: 1, maxLength: 64, description: "Its IP address: transfers must come from it, NOTIFY goes to it" }),

@@ -23,17 +23,34 @@ export interface NotifyTarget {
   keyName: Name;
 }
 
+/** How a NOTIFY is sent. */
+export interface NotifyOptions {
+  /**
+   * The secondaries may not serve the zone yet: it is new to them, and they learn of it from the
+   * catalog zone (catalog.ts), whose NOTIFY races this one. Their refusal (NOTAUTH, REFUSED,
+   * signed or not) is expected then, and said at debug level; the retries go on. Refused to the
+   * last, it is warned of with its likely cause: the secondary has not taken the zone from the
+   * catalog (a secondary that does not consume the catalog refuses every zone new to it).
+   */
+  viaCatalog?: boolean;
+}
+
 interface Pending {
   target: NotifyTarget;
   zone: string;
+  viaCatalog: boolean;
   id: number;
   /** The request's MAC, to check the signed answer. */
   mac: Uint8Array;
   timer: ReturnType<typeof setTimeout> | null;
   attempt: number;
   packet: Uint8Array;
-  /** An unsigned error answer came (said once per NOTIFY: anyone can send one). */
-  rejected: boolean;
+  /** Error answers that did not end the retries (said once per NOTIFY: anyone can send one unsigned). */
+  refusals: number;
+  /** The last one's rcode. */
+  refusedWith: number;
+  /** One carried a TSIG error: the secondary does not take our key (warned of apart from the zone's being new). */
+  keyRefused: boolean;
 }
 
 export interface NotifierOptions {
@@ -92,11 +109,14 @@ export class Notifier {
   constructor(private readonly options: NotifierOptions) {}
 
   /** Tells every target that `zone` changed (its current SOA goes in the answer section, as section 3.7 allows). */
-  notify(zone: Zone, targets: NotifyTarget[]): void {
+  notify(zone: Zone, targets: NotifyTarget[], options: NotifyOptions = {}): void {
     if (this.stopped) return;
     const soa = zone.soa();
     for (const target of targets) {
       const slot = `${zoneText(zone.origin)} ${target.address} ${target.port}`;
+      // A change right after the zone came (a record set once it is made) replaces a NOTIFY the
+      // secondary has not taken yet: it may still not know the zone.
+      const viaCatalog = options.viaCatalog === true || this.pending.get(slot)?.viaCatalog === true;
       this.cancel(slot);
       const key = this.options.tsigKey(target.keyName);
       if (key === null) {
@@ -125,7 +145,7 @@ export class Notifier {
       // encodeResponse writes a response; a NOTIFY is a request: clear QR.
       unsigned[2]! &= 0x7f;
       const signed = sign(unsigned, key, { kind: "request" }, this.options.now());
-      const entry: Pending = { target, zone: zoneText(zone.origin), id, mac: signed.mac, timer: null, attempt: 0, packet: signed.message, rejected: false };
+      const entry: Pending = { target, zone: zoneText(zone.origin), viaCatalog, id, mac: signed.mac, timer: null, attempt: 0, packet: signed.message, refusals: 0, refusedWith: 0, keyRefused: false };
       this.pending.set(slot, entry);
       void this.send(slot, entry);
     }
@@ -146,7 +166,7 @@ export class Notifier {
       entry.timer = setTimeout(() => {
         if (this.pending.get(slot) !== entry) return;
         this.pending.delete(slot);
-        this.options.log.warn("dns notify not answered; the secondary will see the change at its next SOA refresh", { zone: entry.zone, secondary: entry.target.secondary, attempts: entry.attempt });
+        this.gaveUp(entry);
       }, delays.at(-1) ?? 1000);
       return;
     }
@@ -215,6 +235,14 @@ export class Notifier {
           if (message.rcode !== Rcode.NOERROR) this.rejected(entry, message.rcode, tsig);
           return;
         }
+        // A consumer of the catalog that does not serve the zone yet, saying so signed (BIND
+        // signs its refusals): it will once it has taken the zone from the catalog. Sent again.
+        if (entry.viaCatalog && (message.rcode === RCODE_NOTAUTH || message.rcode === Rcode.REFUSED)) {
+          if (entry.refusals === 0) this.options.log.debug("dns notify refused: the secondary does not serve the zone yet (it learns of it from the catalog zone); sent again", { zone: entry.zone, secondary: entry.target.secondary, rcode: rcodeName(message.rcode) });
+          entry.refusals++;
+          entry.refusedWith = message.rcode;
+          return;
+        }
         if (entry.timer) clearTimeout(entry.timer);
         this.pending.delete(slot);
         const fields = { zone: entry.zone, secondary: entry.target.secondary, rcode: rcodeName(message.rcode) };
@@ -233,8 +261,13 @@ export class Notifier {
    * our source address. Without one (NOTAUTH, REFUSED), it does not serve the zone or refused us.
    */
   private rejected(entry: Pending, rcode: number, tsig: TsigRecord | null): void {
-    if (entry.rejected) return;
-    entry.rejected = true;
+    // Said once per NOTIFY, and once more should a refusal of our key follow one of the zone.
+    const keyError = tsig !== null && tsig.error !== 0;
+    const first = entry.refusals === 0 || (keyError && !entry.keyRefused);
+    entry.refusals++;
+    entry.refusedWith = rcode;
+    entry.keyRefused ||= keyError;
+    if (!first) return;
     const fields = {
       zone: entry.zone,
       secondary: entry.target.secondary,
@@ -242,13 +275,40 @@ export class Notifier {
       tsig_error: tsig === null ? null : tsigErrorName(tsig.error),
       source: this.source(entry.target.address),
     };
-    if (tsig !== null && tsig.error !== 0) {
+    if (entry.viaCatalog && !keyError) {
+      // Knot answers NOTAUTH for a zone it has not taken from the catalog yet.
+      this.options.log.debug("dns notify rejected: the secondary does not serve the zone yet (it learns of it from the catalog zone); sent again", fields);
+    } else if (keyError) {
       this.options.log.warn(
         "dns notify rejected without a valid signature: the secondary does not take our TSIG, or NOTIFY from our source address (check the key's name, algorithm and secret on both sides, and that the secondary allows the source)",
         fields,
       );
     } else {
       this.options.log.warn("dns notify rejected without a valid signature: the secondary does not serve this zone or refused us (is the zone configured there, and does it allow NOTIFY from our source address?)", fields);
+    }
+  }
+
+  /**
+   * The retries ran out. Not answered at all: lost, or nothing listens. Refused (the secondary
+   * did answer, so never "not answered"): a zone new to a catalog consumer that is still refused
+   * means it has not taken the zone from the catalog — a secondary that does not consume the
+   * catalog at all refuses every new zone so (found in review: said at debug level only, then
+   * "not answered"); any other refusal was warned of when it came.
+   */
+  private gaveUp(entry: Pending): void {
+    const fields = { zone: entry.zone, secondary: entry.target.secondary, attempts: entry.attempt };
+    if (entry.refusals === 0) {
+      this.options.log.warn("dns notify not answered; the secondary will see the change at its next SOA refresh", fields);
+      return;
+    }
+    const refused = { ...fields, refusals: entry.refusals, rcode: rcodeName(entry.refusedWith), source: this.source(entry.target.address) };
+    if (entry.viaCatalog && !entry.keyRefused) {
+      this.options.log.warn(
+        "dns notify refused until the retries ran out: the secondary does not serve this zone, new to it; has it taken the zone from the catalog zone? (is it configured as a consumer of the catalog, and do the member template's primary and ACL name us?)",
+        refused,
+      );
+    } else {
+      this.options.log.warn("dns notify given up: the secondary refused it (warned of above); it will see the change at its next SOA refresh, if it serves the zone", refused);
     }
   }
 

@@ -20,6 +20,7 @@ import type { Caller, DnsKernel } from "./service.ts";
 import { ChangeFeed } from "./change-feed.ts";
 import * as sql from "./store.ts";
 import type { TransferPolicy } from "./transfer.ts";
+import type { CatalogMember, CatalogSubscriber } from "./catalog.ts";
 import { generateSecret, isSupportedAlgorithm, TSIG_ALGORITHMS, type TsigKey } from "./tsig.ts";
 
 const KEY_OWNER = "dns/tsig";
@@ -253,12 +254,41 @@ export class TransferView implements TransferPolicy {
    */
   notifyTargets(zone: Name, providerOwned = false): NotifyTarget[] {
     const zoneName = canonical(zone);
-    const everyHosted = (zones: Set<string> | null) => zones === null || zones.has(EVERY_HOSTED_ZONE);
-    return this.secondaries
-      .filter((s) => (providerOwned ? s.zones?.has(zoneName) === true : everyHosted(s.zones) || s.zones!.has(zoneName)))
-      .map((s) => ({ secondary: s.row.name, address: s.row.address, port: s.row.notify_port, keyName: parseName(s.row.tsig_key, null) }));
+    return this.secondaries.filter((s) => toldOf(s.zones, zoneName, providerOwned)).map(notifyTarget);
+  }
+
+  /**
+   * Who is served a catalog zone (catalog.ts): the secondaries grouped by what authenticates them
+   * (address and key), each group's view the zones one of them is told of, as by NOTIFY.
+   */
+  catalogSubscribers(): CatalogSubscriber[] {
+    const groups = new Map<string, Array<{ row: sql.SecondaryRow; zones: Set<string> | null }>>();
+    for (const s of this.secondaries) {
+      const view = `${s.row.address} ${s.row.tsig_key}`;
+      groups.set(view, [...(groups.get(view) ?? []), s]);
+    }
+    return [...groups].map(([view, group]) => ({
+      view,
+      address: group[0]!.row.address,
+      tsigKey: group[0]!.row.tsig_key,
+      secondaries: group.map((s) => s.row.name),
+      covers: (member: CatalogMember) => group.some((s) => toldOf(s.zones, member.name, member.providerOwned)),
+      selection: group.map((s) => JSON.stringify(s.zones === null ? null : [...s.zones].sort())).sort().join("\n"),
+      targets: group.map(notifyTarget),
+    }));
   }
 }
+
+/**
+ * Is a secondary of `zones` told of the zone `zoneName` (canonical)? Every hosted zone when it
+ * lists none or `*`; a record provider's own zone only when it names it.
+ */
+function toldOf(zones: Set<string> | null, zoneName: string, providerOwned: boolean): boolean {
+  if (providerOwned) return zones?.has(zoneName) === true;
+  return zones === null || zones.has(EVERY_HOSTED_ZONE) || zones.has(zoneName);
+}
+
+const notifyTarget = (s: { row: sql.SecondaryRow }): NotifyTarget => ({ secondary: s.row.name, address: s.row.address, port: s.row.notify_port, keyName: parseName(s.row.tsig_key, null) });
 
 /** In a secondary's zones: every hosted zone (a record provider's own zone is named beside it). */
 const EVERY_HOSTED_ZONE = "*";

@@ -32,11 +32,11 @@ import {
 } from "./message.ts";
 import { ClientSlots, framed, readMessages, writeOrQueue, type StreamState } from "./tcp-stream.ts";
 import { AnswerCache, lastQuestion, patchedReply, questionKey, type CachedReply } from "./answer-cache.ts";
-import { lowerName, nameEquals, nameToText, type Name } from "./names.ts";
+import { isSubdomain, lowerName, nameEquals, nameToText, type Name } from "./names.ts";
 import { touchesRestricted, withoutHidden, type Horizon } from "./horizon.ts";
 import { ixfrClientSerial, noTransfers, transferMessages, TYPE_AXFR, TYPE_IXFR, type TransferPolicy } from "./transfer.ts";
 import { appendUnsignedError, FUDGE_SECONDS, readTsig, RCODE_NOTAUTH, sign, signBadTime, TsigError, tsigSize, verify, type TsigKey, type TsigRecord, type Verdict } from "./tsig.ts";
-import { NestedZones, type RR, type Zone } from "./zone.ts";
+import { NestedZones, type Answer, type RR, type Zone } from "./zone.ts";
 import { signaturesOf } from "./dnssec.ts";
 import { dnssecAnswer } from "./dnssec-answer.ts";
 
@@ -246,6 +246,21 @@ export interface AnswerContext {
   vouchedTimes?: Map<string, number>;
   /** Names told only to some clients (split horizon); absent: every name to everyone. */
   horizon?: Horizon;
+  /** The catalog zone (RFC 9432), served to the secondaries only, each its own view; absent: none. */
+  catalog?: CatalogSource;
+}
+
+/**
+ * A catalog zone (catalog.ts): every name at or below `origin` is answered from the view of the
+ * secondary that asks, authenticated as for a transfer, and REFUSED to anyone else.
+ */
+export interface CatalogSource {
+  readonly origin: Name;
+  /**
+   * The catalog as the secondaries at `client` signing with `key` (verified; null: unsigned)
+   * see it; null for anyone else. `transfer`: asked for an AXFR or IXFR (to be logged as one).
+   */
+  viewFor(client: string, key: Name | null, transfer: boolean): Zone | null;
 }
 
 const noKeys = () => null;
@@ -486,6 +501,9 @@ function replyTo(query: Query, packet: Uint8Array, client: string, transport: "u
       out.rcode = Rcode.REFUSED;
       return emptyReply(query, Rcode.REFUSED, limit);
     }
+    // Before anything else that looks for a zone: the catalog lists every organization's zones.
+    const catalog = ctx.catalog;
+    if (catalog !== undefined && isSubdomain(q.name, catalog.origin)) return catalogReply(query, packet, client, transport, catalog, limit, key, out);
     if (q.type === TYPE_AXFR || q.type === TYPE_IXFR) return transfer(query, packet, client, transport, ctx, limit, key, out);
     const zone = zoneFor(ctx.zones, q.name, q.type);
     out.cacheable = query.tsigStart < 0;
@@ -506,25 +524,7 @@ function replyTo(query: Query, packet: Uint8Array, client: string, transport: "u
     }
     const signatures = signaturesOf(zone);
     if (signatures !== undefined) answer = dnssecAnswer(answer, q.name, q.type, signatures, query.edns?.dnssecOk === true);
-    out.rcode = answer.rcode;
-    const response: Response = {
-      id: query.id,
-      opcode: query.opcode,
-      rcode: answer.rcode,
-      aa: answer.aa,
-      tc: false,
-      rd: query.rd,
-      ra: false,
-      question: q,
-      answer: answer.answer.map(toRecord),
-      authority: answer.authority.map(toRecord),
-      additional: answer.additional.map(toRecord),
-      edns: query.edns ? { udpPayloadSize: EDNS_PAYLOAD_SIZE, dnssecOk: query.edns.dnssecOk } : null,
-      // Without AA it is a referral: its additional section is glue, which must not go missing silently.
-      additionalRequired: !answer.aa,
-    };
-    if (query.rawQname) response.qnameWire = query.rawQname;
-    return encodeResponse(response, limit);
+    return answerReply(query, answer, limit, out);
   } catch (e) {
     out.more = null;
     out.cacheable = false;
@@ -538,6 +538,51 @@ function replyTo(query: Query, packet: Uint8Array, client: string, transport: "u
       return encodeBareServfail(packet);
     }
   }
+}
+
+/** The reply carrying a zone's answer to the query's question. */
+function answerReply(query: Query, answer: Answer, limit: number, out: Outcome): Uint8Array {
+  out.rcode = answer.rcode;
+  const response: Response = {
+    id: query.id,
+    opcode: query.opcode,
+    rcode: answer.rcode,
+    aa: answer.aa,
+    tc: false,
+    rd: query.rd,
+    ra: false,
+    question: query.question,
+    answer: answer.answer.map(toRecord),
+    authority: answer.authority.map(toRecord),
+    additional: answer.additional.map(toRecord),
+    edns: query.edns ? { udpPayloadSize: EDNS_PAYLOAD_SIZE, dnssecOk: query.edns.dnssecOk } : null,
+    // Without AA it is a referral: its additional section is glue, which must not go missing silently.
+    additionalRequired: !answer.aa,
+  };
+  if (query.rawQname) response.qnameWire = query.rawQname;
+  return encodeResponse(response, limit);
+}
+
+/**
+ * A name at or below the catalog zone's: answered, a transfer or any query (a secondary checks
+ * the catalog's SOA before it transfers), only to a secondary asking from its address with its
+ * key verified, from its own view. Anyone else — unsigned, another key, another address — gets
+ * exactly what a name not served here gets, so that nothing tells the catalog's name from any
+ * other: a transfer NOTAUTH (as `transfer` answers for a zone it does not have; found in review:
+ * REFUSED said a zone was there), any other query REFUSED. Nothing of it is cached: the catalog
+ * lists every organization's zone names.
+ */
+function catalogReply(query: Query, packet: Uint8Array, client: string, transport: "udp" | "tcp", catalog: CatalogSource, limit: number, key: TsigKey | null, out: Outcome): Uint8Array {
+  const q = query.question!;
+  const asTransfer = q.type === TYPE_AXFR || q.type === TYPE_IXFR;
+  const view = catalog.viewFor(client, key === null ? null : key.name, asTransfer);
+  if (view === null) {
+    out.rcode = asTransfer ? RCODE_NOTAUTH : Rcode.REFUSED;
+    return emptyReply(query, out.rcode, limit);
+  }
+  out.zone = view;
+  if (asTransfer) return transferOf(view, query, packet, transport, limit, out);
+  return answerReply(query, view.lookup(q.name, q.type, { minimalAny: transport === "udp" }), limit, out);
 }
 
 /**
@@ -565,7 +610,21 @@ function transfer(query: Query, packet: Uint8Array, client: string, transport: "
   }
   out.zone = zone;
   const policy = ctx.transfers ?? noTransfers;
-  if (!policy.allowed(client, zone.origin, key ? key.name : null) || (transport === "udp" && q.type === TYPE_AXFR)) {
+  if (!policy.allowed(client, zone.origin, key ? key.name : null)) {
+    out.rcode = Rcode.REFUSED;
+    return emptyReply(query, Rcode.REFUSED, limit);
+  }
+  return transferOf(zone, query, packet, transport, limit, out);
+}
+
+/** The transfer of `zone`, to a client allowed it: for its apex only, AXFR over TCP only, IXFR with the secondary's SOA only. */
+function transferOf(zone: Zone, query: Query, packet: Uint8Array, transport: "udp" | "tcp", limit: number, out: Outcome): Uint8Array {
+  const q = query.question!;
+  if (!nameEquals(zone.origin, q.name)) {
+    out.rcode = RCODE_NOTAUTH;
+    return emptyReply(query, RCODE_NOTAUTH, limit);
+  }
+  if (transport === "udp" && q.type === TYPE_AXFR) {
     out.rcode = Rcode.REFUSED;
     return emptyReply(query, Rcode.REFUSED, limit);
   }
@@ -695,6 +754,8 @@ export interface DnsServerOptions {
   transfers?: TransferPolicy;
   /** Names told only to some clients; absent: every name to everyone. */
   horizon?: Horizon;
+  /** The catalog zone, told only to the secondaries; absent: none. */
+  catalog?: CatalogSource;
   now?: () => number;
   log: Logger;
   /** A TCP connection with nothing received for this long is closed. Default 10000. */
@@ -756,7 +817,7 @@ class DnsServerRuntime {
   private allClosed: (() => void) | null = null;
 
   constructor(readonly options: DnsServerOptions) {
-    this.answerer = new CachingAnswerer({ zones: options.zones, gate: options.gate ?? allowAll, tsigKey: options.tsigKey, transfers: options.transfers, horizon: options.horizon, now: options.now, vouchedTimes: new Map() });
+    this.answerer = new CachingAnswerer({ zones: options.zones, gate: options.gate ?? allowAll, tsigKey: options.tsigKey, transfers: options.transfers, horizon: options.horizon, catalog: options.catalog, now: options.now, vouchedTimes: new Map() });
     this.now = options.now ?? Date.now;
     this.idleMs = options.tcpIdleMs ?? 10_000;
     this.maxConnections = options.maxTcpConnections ?? 256;

@@ -17,7 +17,7 @@ import { claimRestoreStep, hasTable, readPrevious, restoreState } from "../../sr
 import { isSubdomain, lowerName, NameError, nameFromWire, nameToText, parseName, type Name } from "./names.ts";
 import { TokenError } from "./presentation.ts";
 import { parseRdata, parseRecordData, rdataIdentity, rdataToText, RdataError, RRType, storedRdataToText, typeFromText, typeToText, unstorableType } from "./rdata.ts";
-import type { DnsSettings } from "./settings.ts";
+import { catalogName, type DnsSettings } from "./settings.ts";
 import { ChangeFeed } from "./change-feed.ts";
 import { chainName, ZoneSigner } from "./dnssec-service.ts";
 import { signaturesOf, unsignableRecord } from "./dnssec.ts";
@@ -331,6 +331,10 @@ export class DnsService {
     // A record provider's own zone (mesh.internal.) too (found in review: the restored serial,
     // with the restored names, went back below what the secondaries held).
     const providersBefore = readPrevious(state.previous, (db) => new Map(hasTable(db, "dns_provider_serials") ? sql.providerSerials(db).map((p) => [p.provider, [p.serial]] as const) : []));
+    // And each view of the catalog zone, which a secondary holds as it holds a zone: past every
+    // view's serial, as a view's serial moves (catalog.ts): the secondary may have held another
+    // view's since the backup (its key changed).
+    const catalogBefore = readPrevious(state.previous, (db) => (hasTable(db, "dns_catalog_serials") ? sql.catalogSerials(db) : []));
     const now = this.now();
     return this.write((tx) => {
       if (!claimRestoreStep(tx, state.id, "dns", now)) return 0;
@@ -342,7 +346,12 @@ export class DnsService {
       // previous database's, and the empty fingerprint makes the first start count as a change.
       const missing = [...(providersBefore ?? [])].filter(([provider]) => !providers.some((p) => p.provider === provider));
       for (const [provider, serials] of missing) sql.saveProviderSerial(tx, { provider, fingerprint: "", serial: serialAfterRestore(serials[0]!, serials, now) });
-      return zones.length + providers.length + missing.length;
+      const views = sql.catalogSerials(tx);
+      const everyViewBefore = catalogBefore === null ? null : catalogBefore.map((v) => v.serial);
+      for (const v of views) sql.setCatalogSerial(tx, v.view, v.fingerprint, serialAfterRestore(v.serial, everyViewBefore, now));
+      const missingViews = (catalogBefore ?? []).filter((before) => !views.some((v) => v.view === before.view));
+      for (const { view, serial } of missingViews) sql.saveCatalogSerial(tx, { view, fingerprint: "", serial: serialAfterRestore(serial, everyViewBefore, now) });
+      return zones.length + providers.length + missing.length + views.length + missingViews.length;
     });
   }
 
@@ -458,6 +467,11 @@ export class DnsService {
     }
     for (const { domain, provider } of this.providedDomains()) {
       if (isSubdomain(origin, domain)) throw new ConflictError(`${nameToText(origin)} is at or below ${provider.domain}, whose names ${provider.name} serves.`);
+    }
+    // The catalog answers for every name at or below its own (server.ts): such a zone would never be served.
+    const catalog = catalogName(this.k.settings.catalog);
+    if (catalog !== null && isSubdomain(origin, catalog)) {
+      throw new ConflictError(`${nameToText(origin)} is at or below ${nameToText(catalog)}, the catalog zone's name ([dns] catalog), whose names are the catalog's.`);
     }
   }
 

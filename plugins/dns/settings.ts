@@ -3,6 +3,7 @@ import { Type, type Static } from "@sinclair/typebox";
 import { ConfigError } from "../../src/config/error.ts";
 import { section } from "../../src/config/schema.ts";
 import { formatIp, isLoopback, networkOf, parseCidr, parseIp, unmapIpv4, type IpAddress } from "../../src/net/ip.ts";
+import { lowerName, NameError, parseName, type Name } from "./names.ts";
 
 const PORT = "(6553[0-5]|655[0-2]\\d|65[0-4]\\d\\d|6[0-4]\\d{3}|[1-5]\\d{4}|\\d{1,4})";
 
@@ -73,8 +74,39 @@ export const DnsSettings = section("Authoritative DNS: where it listens, and the
   resolver_sinkhole_ipv4: Type.String({ default: "0.0.0.0", maxLength: 64, description: "Sinkhole A answer for blocked names." }),
   resolver_sinkhole_ipv6: Type.String({ default: "::", maxLength: 64, description: "Sinkhole AAAA answer for blocked names." }),
   analytics_retention_minutes: Type.Integer({ default: 1440, minimum: 1, maximum: 10_080, description: "Minutes of per-minute query counts kept in memory for GET /v1/dns/analytics." }),
-}, checkResolverSettings);
+  catalog: Type.String({
+    default: "",
+    maxLength: 253,
+    description:
+      'The name of a catalog zone (RFC 9432) listing each secondary the zones it serves, such as "catalog.citadel.invalid.": a secondary configured with it serves every zone made here without a change to its configuration. Transferred only to a secondary, from its address with its TSIG key. Not at or above the name of a hosted zone (start-up stops). Empty: no catalog.',
+  }),
+}, checkDnsSettings);
 export type DnsSettings = Static<typeof DnsSettings>;
+
+/** The section's checks that the schema cannot say: the resolver's, the catalog's name. */
+function checkDnsSettings(s: Parameters<typeof checkResolverSettings>[0] & { catalog: string }): void {
+  checkResolverSettings(s);
+  catalogName(s.catalog);
+}
+
+/**
+ * `[dns] catalog` as a name, lower-cased; null when it is empty (no catalog). A name with or
+ * without the final dot is absolute. Not the root, and no wildcard: a ConfigError names the key.
+ */
+export function catalogName(setting: string): Name | null {
+  const text = setting.trim();
+  if (text === "") return null;
+  let name: Name;
+  try {
+    name = parseName(text.endsWith(".") ? text : `${text}.`, null);
+  } catch (e) {
+    if (e instanceof NameError) throw new ConfigError(`dns.catalog: ${JSON.stringify(setting)} is not a name: ${e.message}`);
+    throw e;
+  }
+  if (name.length === 0) throw new ConfigError("dns.catalog: the root cannot be the catalog's name (such as catalog.citadel.invalid.)");
+  if (name.some((label) => label.length === 1 && label[0] === 0x2a)) throw new ConfigError(`dns.catalog: ${JSON.stringify(setting)} has a wildcard label`);
+  return lowerName(name);
+}
 
 /**
  * The resolver's upstreams, client prefixes and sinkhole addresses, checked when the config is loaded: a

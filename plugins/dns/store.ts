@@ -160,6 +160,22 @@ export const saveProviderSerial = (tx: Database, row: ProviderSerialRow) =>
     .query("INSERT INTO dns_provider_serials (provider, fingerprint, serial) VALUES (?, ?, ?) ON CONFLICT (provider) DO UPDATE SET fingerprint = excluded.fingerprint, serial = excluded.serial")
     .run(row.provider, row.fingerprint, row.serial);
 
+// --- the catalog zone ----------------------------------------------------------------------
+
+export interface CatalogSerialRow {
+  view: string;
+  fingerprint: string;
+  serial: number;
+}
+
+export const catalogSerials = (db: Database) => db.query<CatalogSerialRow, []>("SELECT * FROM dns_catalog_serials").all();
+export const setCatalogSerial = (tx: Database, view: string, fingerprint: string, serial: number) =>
+  tx.query("UPDATE dns_catalog_serials SET fingerprint = ?, serial = ? WHERE view = ?").run(fingerprint, serial, view);
+export const saveCatalogSerial = (tx: Database, row: CatalogSerialRow) =>
+  tx
+    .query("INSERT INTO dns_catalog_serials (view, fingerprint, serial) VALUES (?, ?, ?) ON CONFLICT (view) DO UPDATE SET fingerprint = excluded.fingerprint, serial = excluded.serial")
+    .run(row.view, row.fingerprint, row.serial);
+
 // --- DNSSEC ----------------------------------------------------------------------------------
 
 export interface ZoneKeyRow {

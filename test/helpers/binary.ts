@@ -79,10 +79,15 @@ export interface RunResult {
   stderr: string;
 }
 
-/** Runs the binary to completion (for commands that exit). */
-export async function runCitadel(args: string[], env: Record<string, string> = {}, cwd?: string): Promise<RunResult> {
+/**
+ * Runs the binary to completion (for commands that exit). `killAfterMs`: for one expected to
+ * exit that might not (`serve` refusing to start): killed then, its code then the signal's.
+ */
+export async function runCitadel(args: string[], env: Record<string, string> = {}, cwd?: string, killAfterMs?: number): Promise<RunResult> {
   const proc = Bun.spawn([BINARY, ...args], { env: { ...baseEnv(), ...env }, cwd, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  const timer = killAfterMs === undefined ? null : setTimeout(() => proc.kill("SIGKILL"), killAfterMs);
   const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  if (timer) clearTimeout(timer);
   return { code, stdout, stderr };
 }
 

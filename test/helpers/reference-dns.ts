@@ -35,6 +35,8 @@ export interface ReferenceZone {
   origin: string;
   /** The zone file text (with or without $ORIGIN); omitted for a zone transferred as a secondary. */
   text?: string;
+  /** Knot only: raw lines added to this zone's entry alone, without indentation (`catalog-role: interpret`). */
+  config?: string;
 }
 
 export interface ReferenceOptions {
@@ -50,6 +52,12 @@ export interface ReferenceOptions {
   zoneConfig?: string;
   /** Raw lines added to the server section, without indentation. */
   serverConfig?: string;
+  /**
+   * Knot only: more templates by id (a catalog's members' template), each with the default
+   * template's storage and journal and, for a secondary, the transfers from `primary` with its
+   * NOTIFY ACL that every zone entry has.
+   */
+  templates?: string[];
   /** Answering threads/processes (Knot udp-workers, NSD server-count). Default 1. */
   workers?: number;
   /** Run the server under `taskset -c <cpus>` when taskset exists (benchmarks). */
@@ -269,17 +277,19 @@ ${indent(o.serverConfig, 4)}`,
     action: notify${key}`);
   }
   if (o.config) sections.push(o.config);
-  sections.push(`template:
-  - id: default
-    storage: "${dir}"
-    zonefile-sync: -1
-    zonefile-load: ${secondary ? "none" : "whole"}
-    journal-content: ${secondary ? "changes" : "none"}
-    semantic-checks: off`);
+  const storage = `storage: "${dir}"
+zonefile-sync: -1
+zonefile-load: ${secondary ? "none" : "whole"}
+journal-content: ${secondary ? "changes" : "none"}
+semantic-checks: off`;
+  const transfers = secondary ? "master: primary\nacl: notify-from-primary" : "";
+  const templates = (o.templates ?? []).map((id) => `  - id: ${id}\n${indent(storage, 4)}${transfers ? `\n${indent(transfers, 4)}` : ""}`);
+  sections.push(["template:", `  - id: default\n${indent(storage, 4)}`, ...templates].join("\n"));
   const zoneEntries = zones.map((z) => {
     const lines = [`  - domain: ${z.origin}`, `    file: ${z.file}`];
-    if (secondary) lines.push("    master: primary", "    acl: notify-from-primary");
+    if (secondary) lines.push(indent(transfers, 4));
     if (o.zoneConfig) lines.push(indent(o.zoneConfig, 4));
+    if (z.config) lines.push(indent(z.config, 4));
     return lines.join("\n");
   });
   sections.push(`zone:\n${zoneEntries.join("\n")}`);

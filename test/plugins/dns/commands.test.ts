@@ -237,3 +237,23 @@ describe("dns zone dnssec enable --nsec3 and set --denial: the denial of existen
     expect(nsec.stdout).toContain("denial of existence: NSEC (anyone can list the zone's names by walking the chain; --denial nsec3 hashes them)\n");
   });
 });
+
+describe("dns catalog", () => {
+  const view = { address: "192.0.2.53", tsig_key: "fleet.", secondaries: ["ns2"], serial: 1764070000, zones: [{ id: "646e737a5f31", name: "example.org." }] };
+  const show = (answer: unknown, zones = false) => runCommand(dnsCommands, "dns catalog", { options: zones ? { zones: true } : {}, answer: () => answer });
+
+  test("each view's secondaries, address, key, serial and how many zones; --zones lists them with their member ids", async () => {
+    const summary = await show({ name: "catalog.citadel.invalid.", served: true, views: [view] });
+    expect(summary.code).toBe(0);
+    expect(summary.stdout).toMatch(/^catalog\.citadel\.invalid\., RFC 9432 version 2/);
+    expect(summary.stdout).toMatch(/^ns2 +192\.0\.2\.53 +fleet\. +1764070000 +1$/m);
+    expect(summary.stdout).not.toContain("646e737a5f31");
+    expect((await show({ name: "catalog.citadel.invalid.", served: true, views: [view] }, true)).stdout).toMatch(/^example\.org\. +646e737a5f31$/m);
+  });
+
+  test("says why there is nothing to show: no catalog configured, no listener, no secondaries", async () => {
+    expect((await show({ name: null, served: false, views: [] })).stdout).toContain("no catalog zone: set [dns] catalog");
+    expect((await show({ name: "catalog.citadel.invalid.", served: false, views: [] })).stdout).toContain("not served: the authoritative listener is off");
+    expect((await show({ name: "catalog.citadel.invalid.", served: true, views: [] })).stdout).toContain("no secondaries (citadel dns secondary add)");
+  });
+});

@@ -5,7 +5,7 @@
 import { afterEach, expect, spyOn, test } from "bun:test";
 import { decodeMessage, decodeQuery, encodeResponse, Opcode } from "../../../plugins/dns/message.ts";
 import { parseName } from "../../../plugins/dns/names.ts";
-import { Notifier, notifySources, type NotifySources } from "../../../plugins/dns/notify.ts";
+import { Notifier, notifySources, type NotifyOptions, type NotifySources } from "../../../plugins/dns/notify.ts";
 import { appendUnsignedError, readTsig, sign, TsigError, type TsigKey } from "../../../plugins/dns/tsig.ts";
 import { Zone } from "../../../plugins/dns/zone.ts";
 import { parseZoneFile } from "../../../plugins/dns/zone-file.ts";
@@ -88,7 +88,7 @@ test("a host without IPv6: the failed bind is tried again at each send, not kept
 });
 
 /** A secondary that answers each NOTIFY with `answer(its query)`; what the notifier logged once a line starting with `until` came. */
-async function notifyAnsweredWith(answer: (query: Uint8Array) => Uint8Array, until: string, sources?: NotifySources) {
+async function notifyAnsweredWith(answer: (query: Uint8Array) => Uint8Array, until: string, sources?: NotifySources, options?: NotifyOptions) {
   const log = captureLog();
   const notifier = new Notifier({ log: log.logger, tsigKey: () => ({ name: keyName, algorithm: "hmac-sha256", secret: secret() }), now: () => Date.now(), retryDelaysMs: [60_000], sources });
   stops.push(() => notifier.stop());
@@ -104,7 +104,7 @@ async function notifyAnsweredWith(answer: (query: Uint8Array) => Uint8Array, unt
     },
   });
   stops.push(() => secondary.close());
-  notifier.notify(zone, [{ secondary: "ns2", address: "127.0.0.1", port: secondary.port, keyName }]);
+  notifier.notify(zone, [{ secondary: "ns2", address: "127.0.0.1", port: secondary.port, keyName }], options);
   for (let i = 0; i < 300 && !log.lines.some((l) => String(l.msg).startsWith(until)); i++) await Bun.sleep(10);
   return { lines: log.lines.filter((l) => String(l.msg).startsWith("dns notify")), inFlight: notifier.inFlight, from: from as string | null };
 }
@@ -173,4 +173,116 @@ test("a NOTIFY to a secondary off this host never leaves from a loopback listene
   await Bun.sleep(50);
   await notifier.stop();
   expect(log.lines.filter((l) => l.msg === "dns notify could not be sent")).toEqual([]);
+});
+
+test("a zone new to catalog consumers: their first NOTAUTH (the zone not taken from the catalog yet) is said at debug level and sent again, also after a change replaced the NOTIFY; a TSIG refusal is warned of still", async () => {
+  const log = captureLog();
+  const notifier = new Notifier({ log: log.logger, tsigKey: () => ({ name: keyName, algorithm: "hmac-sha256", secret: secret() }), now: () => Date.now(), retryDelaysMs: [30, 60_000] });
+  stops.push(() => notifier.stop());
+  const queries: Uint8Array[] = [];
+  let badKey = false;
+  const secondary = await Bun.udpSocket({
+    hostname: "127.0.0.1",
+    binaryType: "uint8array",
+    socket: {
+      data: (s, data, port, address) => {
+        queries.push(data);
+        const { unsigned, request } = errorAnswer(data, 9);
+        s.send(badKey ? appendUnsignedError(unsigned, request, TsigError.BADKEY) : unsigned, port, address);
+      },
+    },
+  });
+  stops.push(() => secondary.close());
+  const to = [{ secondary: "ns2", address: "127.0.0.1", port: secondary.port, keyName }];
+  const rejections = () => log.lines.filter((l) => String(l.msg).startsWith("dns notify rejected")).map((l) => l.level);
+
+  notifier.notify(zone, to, { viaCatalog: true });
+  for (let i = 0; i < 300 && queries.length < 2; i++) await Bun.sleep(10);
+  expect(queries.length).toBe(2); // sent again: the secondary may take the zone from the catalog meanwhile
+  // A record set right after the zone was made: its NOTIFY replaces the first, still expected to be refused.
+  notifier.notify(zone, to);
+  for (let i = 0; i < 300 && rejections().length < 2; i++) await Bun.sleep(10);
+  expect(rejections()).toEqual(["debug", "debug"]);
+
+  badKey = true;
+  notifier.notify(zone, to, { viaCatalog: true });
+  for (let i = 0; i < 300 && rejections().length < 3; i++) await Bun.sleep(10);
+  expect(rejections()).toEqual(["debug", "debug", "warn"]);
+});
+
+test("a signed NOTAUTH from a catalog consumer for a zone new to it (BIND signs its refusals) is said at debug level, and the NOTIFY stays pending to be sent again", async () => {
+  const key: TsigKey = { name: keyName, algorithm: "hmac-sha256", secret: secret() };
+  const seen = await notifyAnsweredWith(
+    (query) => {
+      const { unsigned, request } = errorAnswer(query, 9);
+      return sign(unsigned, key, { kind: "response", requestMac: request.mac }, Date.now()).message;
+    },
+    "dns notify refused",
+    undefined,
+    { viaCatalog: true },
+  );
+  expect(seen.lines.map((l) => [l.level, l.msg, l.rcode])).toEqual([["debug", "dns notify refused: the secondary does not serve the zone yet (it learns of it from the catalog zone); sent again", "NOTAUTH"]]);
+  expect(seen.inFlight).toBe(1);
+});
+
+/** A NOTIFY refused at every attempt by a secondary answering `answer`, retried quickly: what was logged once the retries ended. */
+async function refusedThroughout(answer: (query: Uint8Array) => Uint8Array, options?: NotifyOptions) {
+  const log = captureLog();
+  const notifier = new Notifier({ log: log.logger, tsigKey: () => ({ name: keyName, algorithm: "hmac-sha256", secret: secret() }), now: () => Date.now(), retryDelaysMs: [20, 20, 20] });
+  stops.push(() => notifier.stop());
+  let sends = 0;
+  const secondary = await Bun.udpSocket({
+    hostname: "127.0.0.1",
+    binaryType: "uint8array",
+    socket: {
+      data: (s, data, port, address) => {
+        sends++;
+        s.send(answer(data), port, address);
+      },
+    },
+  });
+  stops.push(() => secondary.close());
+  notifier.notify(zone, [{ secondary: "ns2", address: "127.0.0.1", port: secondary.port, keyName }], options);
+  for (let i = 0; i < 300 && (sends === 0 || notifier.inFlight > 0); i++) await Bun.sleep(10);
+  expect([sends, notifier.inFlight]).toEqual([4, 0]);
+  return log.lines.filter((l) => String(l.msg).startsWith("dns notify"));
+}
+
+const CATALOG_REFUSAL = "dns notify refused until the retries ran out: the secondary does not serve this zone, new to it; has it taken the zone from the catalog zone? (is it configured as a consumer of the catalog, and do the member template's primary and ACL name us?)";
+
+test("a zone new to catalog consumers refused at every attempt (unsigned NOTAUTH, as Knot answers): the end is a warning with the real cause, how many refusals, never 'not answered' (found in review)", async () => {
+  const lines = await refusedThroughout((query) => errorAnswer(query, 9).unsigned, { viaCatalog: true });
+  expect(lines.map((l) => l.level)).toEqual(["debug", "warn"]);
+  expect([lines[1]!.msg, lines[1]!.refusals, lines[1]!.attempts, lines[1]!.rcode]).toEqual([CATALOG_REFUSAL, 4, 4, "NOTAUTH"]);
+});
+
+test("the same, refused signed (REFUSED, as BIND answers): the same warning at the end", async () => {
+  const key: TsigKey = { name: keyName, algorithm: "hmac-sha256", secret: secret() };
+  const lines = await refusedThroughout((query) => {
+    const { unsigned, request } = errorAnswer(query, 5);
+    return sign(unsigned, key, { kind: "response", requestMac: request.mac }, Date.now()).message;
+  }, { viaCatalog: true });
+  expect(lines.map((l) => [l.level, l.msg, l.refusals, l.rcode])).toEqual([
+    ["debug", "dns notify refused: the secondary does not serve the zone yet (it learns of it from the catalog zone); sent again", undefined, "REFUSED"],
+    ["warn", CATALOG_REFUSAL, 4, "REFUSED"],
+  ]);
+});
+
+test("a NOTIFY refused without a valid signature at every attempt, no catalog: warned of at once, and given up on as refused, not as 'not answered' (found in review)", async () => {
+  const lines = await refusedThroughout((query) => errorAnswer(query, 9).unsigned);
+  expect(lines.map((l) => [l.level, l.msg, l.refusals])).toEqual([
+    ["warn", "dns notify rejected without a valid signature: the secondary does not serve this zone or refused us (is the zone configured there, and does it allow NOTIFY from our source address?)", undefined],
+    ["warn", "dns notify given up: the secondary refused it (warned of above); it will see the change at its next SOA refresh, if it serves the zone", 4],
+  ]);
+});
+
+test("a zone new to a catalog consumer refused as new, then with a TSIG error: the key's refusal is warned of when it comes, and the end says given up, not that the zone was not taken from the catalog", async () => {
+  let answers = 0;
+  const lines = await refusedThroughout((query) => {
+    const { unsigned, request } = errorAnswer(query, 9);
+    return answers++ === 0 ? unsigned : appendUnsignedError(unsigned, request, TsigError.BADKEY);
+  }, { viaCatalog: true });
+  expect(lines.map((l) => [l.level, l.tsig_error ?? null, l.refusals ?? null])).toEqual([["debug", null, null], ["warn", "BADKEY", null], ["warn", null, 4]]);
+  expect(String(lines[1]!.msg)).toContain("does not take our TSIG");
+  expect(String(lines[2]!.msg)).toStartWith("dns notify given up");
 });

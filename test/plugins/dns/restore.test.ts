@@ -121,4 +121,50 @@ describe("dns serials after a restore (found in review)", () => {
     await dnsServiceOf(c.kernel as never).advanceSerialsAfterRestore(dir);
     expect(db.query("SELECT fingerprint, serial FROM dns_provider_serials WHERE provider = 'mesh'").get()).toEqual({ fingerprint: "", serial: 2026112413 });
   });
+
+  test("each view of the catalog zone continues past the serial it had before the restore; one the backup has no row for continues from the previous database's (a secondary holds it as it holds a zone)", async () => {
+    const { c } = await restoredZones();
+    const db = c.kernel.store.db;
+    db.query("INSERT INTO dns_catalog_serials (view, fingerprint, serial) VALUES ('192.0.2.53 fleet.', 'as-backed-up', ?)").run(1_750_000_000);
+    const dir = restoredDataDir([]);
+    const previous = new Database(join(dir, PREVIOUS));
+    previous.run("CREATE TABLE dns_catalog_serials (view TEXT PRIMARY KEY, fingerprint TEXT, serial INTEGER)");
+    previous.query("INSERT INTO dns_catalog_serials VALUES ('192.0.2.53 fleet.', 'after-the-backup', ?)").run(1_750_000_900);
+    previous.query("INSERT INTO dns_catalog_serials VALUES ('192.0.2.54 fleet.', 'added-after-the-backup', ?)").run(1_750_000_500);
+    previous.close();
+    await dnsServiceOf(c.kernel as never).advanceSerialsAfterRestore(dir);
+    const rows = db.query<{ view: string; fingerprint: string; serial: number }, []>("SELECT view, fingerprint, serial FROM dns_catalog_serials ORDER BY view").all();
+    // Past the highest either database had: the date's serial (2026-06-01) is ahead of both.
+    expect(rows).toEqual([
+      { view: "192.0.2.53 fleet.", fingerprint: "as-backed-up", serial: 2026060100 },
+      { view: "192.0.2.54 fleet.", fingerprint: "", serial: 2026060100 },
+    ]);
+  });
+
+  test("each view of the catalog zone continues past the highest serial any view had before the restore: its secondary may have held another view's, its key changed since the backup (found in review)", async () => {
+    const { c } = await restoredZones();
+    const db = c.kernel.store.db;
+    db.query("INSERT INTO dns_catalog_serials (view, fingerprint, serial) VALUES ('192.0.2.53 k1.', 'as-backed-up', ?)").run(1_750_000_000);
+    const dir = restoredDataDir([]);
+    const previous = new Database(join(dir, PREVIOUS));
+    previous.run("CREATE TABLE dns_catalog_serials (view TEXT PRIMARY KEY, fingerprint TEXT, serial INTEGER)");
+    // After the backup, ns2 went over to k2, whose view reached a serial ahead of the date's.
+    previous.query("INSERT INTO dns_catalog_serials VALUES ('192.0.2.53 k1.', '', ?)").run(1_750_000_900);
+    previous.query("INSERT INTO dns_catalog_serials VALUES ('192.0.2.53 k2.', 'after-the-backup', ?)").run(2_100_000_000);
+    previous.close();
+    await dnsServiceOf(c.kernel as never).advanceSerialsAfterRestore(dir);
+    const rows = db.query<{ view: string; fingerprint: string; serial: number }, []>("SELECT view, fingerprint, serial FROM dns_catalog_serials ORDER BY view").all();
+    expect(rows).toEqual([
+      { view: "192.0.2.53 k1.", fingerprint: "as-backed-up", serial: 2_100_000_001 },
+      { view: "192.0.2.53 k2.", fingerprint: "", serial: 2_100_000_001 },
+    ]);
+  });
+
+  test("without the previous database a catalog view's serial jumps by 2^30 too", async () => {
+    const { c } = await restoredZones();
+    const db = c.kernel.store.db;
+    db.query("INSERT INTO dns_catalog_serials (view, fingerprint, serial) VALUES ('192.0.2.53 fleet.', 'f', ?)").run(1_750_000_000);
+    await dnsServiceOf(c.kernel as never).advanceSerialsAfterRestore(restoredDataDir("none"));
+    expect(db.query("SELECT serial FROM dns_catalog_serials").get()).toEqual({ serial: 1_750_000_000 + RESTORE_SERIAL_STEP });
+  });
 });

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
-import { parseName } from "../../../plugins/dns/names.ts";
+import { parseName, type Name } from "../../../plugins/dns/names.ts";
 import { RRType, typeFromText } from "../../../plugins/dns/rdata.ts";
-import { type Answer, rrToText, Zone, ZoneError } from "../../../plugins/dns/zone.ts";
+import { type Answer, type RR, rrToText, Zone, ZoneError } from "../../../plugins/dns/zone.ts";
 import { parseZoneFile } from "../../../plugins/dns/zone-file.ts";
 
 const build = (origin: string, text: string) => {
@@ -489,5 +489,63 @@ describe("Zone.build: refusals name the record", () => {
   test("glue for an in-zone NS target is kept", () => {
     const zone = build("example.org.", `${SOA}\n@ NS ns1\n@ NS ns.sub\nns1 A 192.0.2.53\nsub NS ns.sub\nns.sub A 192.0.2.9`);
     expect(ask(zone, "example.org.", "NS").additional).toEqual(["ns1.example.org. 3600 A 192.0.2.53", "ns.sub.example.org. 3600 A 192.0.2.9"]);
+  });
+});
+
+describe("Zone.withLeaves: a zone changed a few leaves at a time, without building it again", () => {
+  const origin = parseName("example.org.", null);
+  const base = `${SOA}\n@ NS ns1\nns1 A 192.0.2.53\nsub NS ns.sub\nns.sub A 192.0.2.9\n`;
+  const records = (text: string) => parseZoneFile(text, { origin, defaultTtl: 3600 });
+  const rr = (line: string) => records(line)[0]!;
+  const soa = (serial: number) => rr(`@ 3600 SOA ns1 hostmaster ${serial} 1h 15m 1w 300`);
+  const name = (text: string) => parseName(text, null);
+  /** Every record, sorted: what a transfer holds, in any order. */
+  const content = (zone: Zone) => zone.records().map(rrToText).sort();
+  /** What a query sees of each name and type asked. */
+  const answers = (zone: Zone) => ["a.b.example.org. A", "b.example.org. A", "x.b.example.org. A", "c.example.org. TXT", "b.example.org. TXT", "example.org. SOA", "sub.example.org. A", "a.b.example.org. ANY"].map((q) => ask(zone, ...(q.split(" ") as [string, string])));
+
+  test("the result is the zone Zone.build makes of the same records: transfers, answers, empty non-terminals made and gone; the zone it came from does not change", () => {
+    const before = build("example.org.", `${base}a.b A 192.0.2.1\n`);
+    const beforeContent = content(before);
+    const beforeAnswers = answers(before);
+    const after = before.withLeaves(soa(2024010102), [rr("c TXT \"new\""), rr("x.b A 192.0.2.2")], []);
+    const built = build("example.org.", `${base.replace("2024010101", "2024010102")}a.b A 192.0.2.1\nc TXT "new"\nx.b A 192.0.2.2\n`);
+    expect(content(after)).toEqual(content(built));
+    expect(answers(after)).toEqual(answers(built));
+    expect(after.serial()).toBe(2024010102);
+    // The last leaves below b. go: so does b., an empty non-terminal (NXDOMAIN, not NODATA).
+    const emptied = after.withLeaves(soa(2024010103), [], [name("a.b.example.org."), name("x.b.example.org.")]);
+    const rebuilt = build("example.org.", `${base.replace("2024010101", "2024010103")}c TXT "new"\n`);
+    expect(content(emptied)).toEqual(content(rebuilt));
+    expect(answers(emptied)).toEqual(answers(rebuilt));
+    expect(ask(emptied, "b.example.org.", "A").rcode).toBe("NXDOMAIN");
+    // Taken out and put back in one step: the same owner, another record.
+    const replaced = emptied.withLeaves(soa(2024010104), [rr("c TXT \"newer\"")], [name("c.example.org.")]);
+    expect(ask(replaced, "c.example.org.", "TXT").answer).toEqual(['c.example.org. 3600 TXT "newer"']);
+    expect([content(before), answers(before), before.serial()]).toEqual([beforeContent, beforeAnswers, 2024010101]);
+    expect(ask(after, "c.example.org.", "TXT").answer).toEqual(['c.example.org. 3600 TXT "new"']);
+  });
+
+  test("only what needs no look at the rest of the zone: anything else is a ZoneError, the zone unchanged", () => {
+    const zone = build("example.org.", `${base}a.b A 192.0.2.1\n`);
+    const refused: Array<[RR[], Name[], string]> = [
+      [[rr("ns1 TXT \"there already\"")], [], "the owner is in the zone already"],
+      [[rr("y NS ns1")], [], "not a leaf"],
+      [[rr("y CNAME www")], [], "not a leaf"],
+      [[rr("* A 192.0.2.1")], [], "not a leaf"],
+      [[rr("x.ns.sub A 192.0.2.1")], [], "only glue can sit below the delegation sub.example.org."],
+      [[rr("x.sub A 192.0.2.1")], [], "only glue can sit below the delegation sub.example.org."],
+      [[rr("@ TXT \"apex\"")], [], "the owner is not below the apex"],
+      [[{ ...rr("y A 192.0.2.1"), name: name("y.example.net.") }], [], "the owner is not below the apex"],
+      [[], [name("b.example.org.")], "has names below it"],
+      [[], [name("nothere.example.org.")], "is not an owner below the apex"],
+      [[], [name("example.org.")], "is not an owner below the apex"],
+    ];
+    for (const [added, removed, why] of refused) {
+      expect(() => zone.withLeaves(soa(2), added, removed)).toThrow(ZoneError);
+      expect(() => zone.withLeaves(soa(2), added, removed)).toThrow(why);
+    }
+    expect(() => zone.withLeaves(rr("www A 192.0.2.1"), [], [])).toThrow("the SOA must be at the zone apex");
+    expect(content(zone)).toEqual(content(build("example.org.", `${base}a.b A 192.0.2.1\n`)));
   });
 });
