@@ -10,6 +10,10 @@
  * cheapest read of a table takes SQLite's WAL read lock (about 3 µs in a loop, several
  * times that per request on a busy socket; docs/BENCHMARKS.md).
  *
+ * The audit log's events are left out of the stamp (Store.leaveOutOfChangeStamp): an audited
+ * read appends one, and a stamp they moved made every request after a batch of such reads
+ * read every fact again. So nothing read from `audit_events` may be remembered here.
+ *
  * Another process writing the same database file (nothing of Citadel's does while it
  * serves; an operator's sqlite3 could) does not move the stamp, so nothing is remembered
  * longer than `maxAgeMs`. While a transaction that has changed rows is open, the stamp is

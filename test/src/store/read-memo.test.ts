@@ -154,6 +154,39 @@ describe("store.changeStamp", () => {
     }
   });
 
+  test("does not move for rows left out of it (audit events), and moves for everything else, in the same write too", async () => {
+    const { store, role, reads } = setup();
+    store.db.run("CREATE TABLE log (n INTEGER)");
+    const append = (tx: typeof store.db) => store.leaveOutOfChangeStamp(tx, tx.query("INSERT INTO log VALUES (1)").run().changes);
+    role();
+    await Promise.all([store.write(append), store.write(append)]);
+    const stamp = store.changeStamp();
+    expect(role()).toBe("viewer");
+    expect(reads()).toBe(1); // two batches of log rows: nothing forgotten
+    await Promise.all([store.write(append), store.write((tx) => tx.run("UPDATE roles SET role = 'owner'"))]);
+    expect(store.changeStamp()).not.toBe(stamp);
+    expect(role()).toBe("owner");
+  });
+
+  test("a row left out still moves it through what a trigger on it changed, and one left out on another connection does not count", () => {
+    const { store, path, role } = setup();
+    store.db.run("CREATE TABLE log (n INTEGER)");
+    store.db.run("CREATE TRIGGER demote AFTER INSERT ON log BEGIN UPDATE roles SET role = 'none'; END");
+    expect(role()).toBe("viewer");
+    store.leaveOutOfChangeStamp(store.db, store.db.query("INSERT INTO log VALUES (1)").run().changes); // 1: the trigger's row is not in it
+    expect(role()).toBe("none");
+    const other = new Database(path);
+    try {
+      const before = store.changeStamp();
+      store.db.run("UPDATE roles SET role = 'admin'");
+      store.leaveOutOfChangeStamp(other, 1); // not the store's connection: must not cancel the change above
+      expect(store.changeStamp()).not.toBe(before);
+      expect(role()).toBe("admin");
+    } finally {
+      other.close();
+    }
+  });
+
   test("moves with every changed row and not with reads", () => {
     const { store } = setup();
     const before = store.changeStamp();

@@ -1,0 +1,89 @@
+/**
+ * A secret read remembers what it looked up — the guard's facts, the workspace's secrets row,
+ * the environment, the secret, the stored version and its data key's row (src/store/read-memo.ts)
+ * — past its own audit event, which every read writes, and past nothing else: each change
+ * takes effect on the very next read, also one committed in the same batch as reads' events,
+ * or written behind the services' backs.
+ */
+import { describe, expect, test } from "bun:test";
+import { testCitadel } from "../../helpers/citadel.ts";
+
+async function setup() {
+  const c = await testCitadel();
+  const owner = await c.login(c.owner.email, c.owner.password);
+  const org = c.owner.organization;
+  const ws = (await c.send("POST", `/v1/iam/orgs/${org}/workspaces`, owner, { json: { name: "app" } })).body.id as string;
+  const env = `/v1/secrets/workspaces/${ws}/environments/development`;
+  const secret = `${env}/secrets/DATABASE_URL`;
+  expect((await c.send("PUT", secret, owner, { json: { value: "first" } })).status).toBe(200);
+  const editor = await c.addUser(owner, "editor@example.org", "editor");
+  const pat = async () => (await c.send("POST", "/v1/iam/me/tokens", editor.token, { json: { name: "reader", scopes: ["secrets:read"] } })).body as { id: string; token: string };
+  const reads = () => (c.kernel.store.db.query("SELECT count(*) AS n FROM audit_events WHERE action = 'secrets.secret.read'").get() as { n: number }).n;
+  return { c, owner, org, ws, env, secret, editor, pat, reads };
+}
+
+describe("what secret reads remember", () => {
+  test("a revoked token, a protected environment, a workspace allowlist and a removed member take effect on the very next read", async () => {
+    const { c, owner, org, ws, env, secret, editor, pat, reads } = await setup();
+    let reader = await pat();
+    const read = () => c.send("GET", secret, reader.token);
+    expect((await read()).body.value).toBe("first");
+    expect((await read()).body.value).toBe("first"); // the second from memory: only audit events were written since
+
+    // Each change raced with a read, so that it may share the read's batch (one transaction).
+    await Promise.all([read(), c.send("DELETE", `/v1/iam/me/tokens/${reader.id}`, editor.token)]);
+    expect((await read()).status).toBe(401);
+
+    reader = await pat();
+    expect((await read()).status).toBe(200);
+    await Promise.all([read(), c.send("PUT", env, owner, { json: { protection: "admins" } })]);
+    expect((await read()).body.detail).toBe("The development environment is open to admins and owners only.");
+    await c.send("PUT", env, owner, { json: { protection: "members" } });
+    expect((await read()).status).toBe(200);
+
+    const fromTheOffice = { "x-test-peer": "10.0.0.5" }; // the owner stays inside the list they set
+    await Promise.all([read(), c.send("PATCH", `/v1/iam/workspaces/${ws}`, owner, { json: { ip_allowlist: ["10.0.0.0/8"] }, headers: fromTheOffice })]);
+    expect((await read()).body.detail).toBe("The workspace does not allow requests from your address.");
+    await c.send("PATCH", `/v1/iam/workspaces/${ws}`, owner, { json: { ip_allowlist: [] }, headers: fromTheOffice });
+    expect((await read()).status).toBe(200);
+
+    // Written behind the services' backs (another plugin, an operator's sqlite3 in this process's place): seen all the same.
+    const db = c.kernel.store.db;
+    db.query("UPDATE secrets_environments SET protection = 'named', allowed_users = '[]' WHERE workspace_id = ?").run(ws);
+    expect((await read()).body.detail).toBe("The development environment is open to named members only.");
+    db.query("UPDATE secrets_environments SET protection = 'members' WHERE workspace_id = ?").run(ws);
+    expect((await read()).status).toBe(200);
+
+    const before = reads();
+    await Promise.all([read(), c.send("DELETE", `/v1/iam/orgs/${org}/members/${editor.id}`, owner)]);
+    expect(reads()).toBe(before + 1); // the racing read was let in, and audited
+    expect((await read()).body.detail).toBe("You are not a member of this organization.");
+    expect(reads()).toBe(before + 1);
+  });
+
+  test("a new version, a new data key and a deleted secret take effect on the very next read; a destroyed data key serves nothing", async () => {
+    const { c, owner, ws, secret, pat } = await setup();
+    const reader = await pat();
+    const read = () => c.send("GET", secret, reader.token);
+    expect((await read()).body.value).toBe("first");
+
+    await Promise.all([read(), c.send("PUT", secret, owner, { json: { value: "second" } })]);
+    expect((await read()).body).toMatchObject({ value: "second", version: 2 });
+
+    const db = c.kernel.store.db;
+    const dekOf = () => (db.query("SELECT v.dek_version AS dek FROM secret_versions v JOIN secrets s ON s.id = v.secret_id WHERE s.name = 'DATABASE_URL' AND v.version = 2").get() as { dek: number }).dek;
+    expect(dekOf()).toBe(1);
+    expect((await c.send("POST", `/v1/secrets/workspaces/${ws}/rotate-key`, owner)).body.data_key_version).toBe(2);
+    expect(dekOf()).toBe(2);
+    expect((await read()).body.value).toBe("second");
+
+    // Crypto-shredded behind the keyring's back: the key in memory must not open the value again.
+    db.query("UPDATE deks SET wrapped = NULL, destroyed_at = 1 WHERE owner = ?").run(`workspace:${ws}`);
+    const refused = await read();
+    expect([refused.status, refused.body.code]).toEqual([500, "data_integrity"]);
+    expect(JSON.stringify(refused.body)).not.toContain("second");
+
+    await c.send("DELETE", secret, owner);
+    expect((await read()).status).toBe(404);
+  });
+});
