@@ -24,8 +24,18 @@ import type { E2eeKeys, WrappedCopy } from "./e2ee-keys.ts";
 import type { Webhooks } from "./webhooks.ts";
 
 const DAY_MS = 86_400_000;
-/** The ciphertexts of stored versions kept in memory at most (SecretsService.storedVersions), at the largest value allowed. */
+/**
+ * The ciphertexts of stored versions kept in memory at most (SecretsService.storedVersions),
+ * counted in bytes: a value stored under an earlier, larger max_value_bytes, or an end-to-end
+ * encrypted one (base64, a third larger), weighs what it weighs.
+ */
 const STORED_VERSIONS_KEPT_BYTES = 32 * 1024 * 1024;
+/**
+ * The largest ciphertext remembered: a sixteenth of the budget, 2 MiB, above any value a server
+ * takes today (1 MiB at most, a third more end-to-end encrypted), so that at least 16 are kept
+ * before the memo starts over. A larger one (it cannot be written now) is read each time.
+ */
+const STORED_VERSION_KEPT_MOST_BYTES = STORED_VERSIONS_KEPT_BYTES / 16;
 const REENCRYPT_BATCH = 200;
 /** The reads of a list the client says it makes for an export: said as its word, which the server cannot check. */
 const DECLARED_EXPORT = "export (declared by the client)";
@@ -78,8 +88,7 @@ export class SecretsService {
   private readonly found: ReadMemo;
   /**
    * Stored versions read, remembered as `found` is: ciphertexts (a value is only ever decrypted
-   * for the request that reads it), at most STORED_VERSIONS_KEPT_BYTES of them at the largest
-   * value allowed.
+   * for the request that reads it), at most STORED_VERSIONS_KEPT_BYTES of them together.
    */
   private readonly storedVersions: ReadMemo;
 
@@ -88,7 +97,11 @@ export class SecretsService {
     private readonly webhooks: Webhooks,
   ) {
     this.found = new ReadMemo(k.store);
-    this.storedVersions = new ReadMemo(k.store, { maxEntries: Math.max(16, Math.floor(STORED_VERSIONS_KEPT_BYTES / k.settings.max_value_bytes)) });
+    this.storedVersions = new ReadMemo(k.store, {
+      maxBytes: STORED_VERSIONS_KEPT_BYTES,
+      maxBytesEach: STORED_VERSION_KEPT_MOST_BYTES,
+      bytesOf: (row) => (row as sql.VersionRow | null)?.ciphertext.byteLength ?? 0,
+    });
   }
 
   private get db(): Database {

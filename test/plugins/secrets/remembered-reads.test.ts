@@ -7,9 +7,10 @@
  */
 import { describe, expect, test } from "bun:test";
 import { testCitadel } from "../../helpers/citadel.ts";
+import { ReadMemo } from "../../../src/store/read-memo.ts";
 
-async function setup() {
-  const c = await testCitadel();
+async function setup(config?: Record<string, Record<string, unknown>>) {
+  const c = await testCitadel({ config });
   const owner = await c.login(c.owner.email, c.owner.password);
   const org = c.owner.organization;
   const ws = (await c.send("POST", `/v1/iam/orgs/${org}/workspaces`, owner, { json: { name: "app" } })).body.id as string;
@@ -85,5 +86,31 @@ describe("what secret reads remember", () => {
 
     await c.send("DELETE", secret, owner);
     expect((await read()).status).toBe(404);
+  });
+
+  test("the stored versions remembered hold at most 32 MiB of ciphertext, also of values stored under a larger max_value_bytes", async () => {
+    // The memo of stored versions is the one asked for facts of kind "version".
+    const memos = new Set<ReadMemo>();
+    const get = ReadMemo.prototype.get;
+    ReadMemo.prototype.get = function <T>(this: ReadMemo, kind: string, key: string, read: () => T): T {
+      if (kind === "version") memos.add(this);
+      return get.call(this, kind, key, read) as T;
+    };
+    try {
+      const { c, owner, secret, editor } = await setup({ secrets: { max_value_bytes: 1024 } });
+      const settings = c.config.secrets as { max_value_bytes: number };
+      settings.max_value_bytes = 1_048_576; // values stored under an earlier, larger limit
+      const versions = 48;
+      for (let i = 0; i < versions; i++) expect((await c.send("PUT", secret, owner, { json: { value: `${i}`.padEnd(1_000_000, "x") } })).status).toBe(200);
+      settings.max_value_bytes = 1024;
+      for (let v = 2; v <= versions + 1; v++) expect((await c.send("GET", `${secret}?version=${v}`, editor.token)).body.value).toStartWith(`${v - 2}x`);
+      expect(memos.size).toBe(1);
+      const remembered = (memos.values().next().value as unknown as { answers: Map<string, Map<string, { ciphertext: Uint8Array } | null>> }).answers.get("version");
+      const held = [...(remembered?.values() ?? [])].reduce((n, row) => n + (row?.ciphertext.byteLength ?? 0), 0);
+      expect(held).toBeGreaterThan(0); // some are remembered
+      expect(held).toBeLessThanOrEqual(32 * 1024 * 1024);
+    } finally {
+      ReadMemo.prototype.get = get;
+    }
   });
 });

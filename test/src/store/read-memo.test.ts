@@ -3,7 +3,7 @@ import { Database } from "bun:sqlite";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ReadMemo } from "../../../src/store/read-memo.ts";
+import { ReadMemo, type ReadMemoOptions } from "../../../src/store/read-memo.ts";
 import { openStore } from "../../../src/store/store.ts";
 
 const cleanups: Array<() => void> = [];
@@ -12,7 +12,7 @@ afterEach(() => {
 });
 
 /** A store on a real file with one role row, a memo over it, and a counted read of the role. */
-function setup(options: { maxAgeMs?: number; maxEntries?: number } = {}) {
+function setup(options: Omit<ReadMemoOptions, "now"> = {}) {
   const dir = mkdtempSync(join(tmpdir(), "citadel-memo-"));
   const path = join(dir, "citadel.db");
   const store = openStore({ path });
@@ -116,6 +116,31 @@ describe("ReadMemo", () => {
     expect(reads()).toBe(3);
     role("ada");
     expect(reads()).toBe(4);
+  });
+
+  test("never holds more than maxBytes, and does not remember an answer heavier than maxBytesEach", () => {
+    const { memo } = setup({ maxBytes: 100, maxBytesEach: 60, bytesOf: (answer) => (answer as Uint8Array | null)?.byteLength ?? 0 });
+    let reads = 0;
+    const blob = (key: string, bytes: number) =>
+      memo.get("blob", key, () => {
+        reads++;
+        return new Uint8Array(bytes);
+      });
+    blob("a", 40);
+    blob("b", 40);
+    expect(memo.bytes).toBe(80);
+    blob("c", 40); // 120 > 100: starts over with c alone
+    expect(memo.bytes).toBe(40);
+    blob("c", 40);
+    expect(reads).toBe(3);
+    blob("a", 40);
+    expect(reads).toBe(4);
+    blob("huge", 61); // over maxBytesEach: read, not remembered, and nothing else forgotten
+    blob("huge", 61);
+    expect(reads).toBe(6);
+    expect(memo.bytes).toBe(80);
+    blob("a", 40);
+    expect(reads).toBe(6);
   });
 
   test("a key of one kind never answers for another kind, whatever text it holds", () => {
