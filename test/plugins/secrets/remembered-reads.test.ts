@@ -62,6 +62,37 @@ describe("what secret reads remember", () => {
     expect(reads()).toBe(before + 1);
   });
 
+  test("a second read with nothing changed but the first one's audit event looks nothing up", async () => {
+    const { c, secret, pat } = await setup();
+    const reader = await pat();
+    const db = c.kernel.store.db;
+    // Every statement the server's connection is asked for, in order (bun:sqlite's query cache is behind db.query).
+    const statements: string[] = [];
+    const query = db.query;
+    db.query = function (this: typeof db, sql: string) {
+      statements.push(sql);
+      return query.call(this, sql);
+    } as typeof db.query;
+    try {
+      const read = async () => {
+        statements.length = 0;
+        expect((await c.send("GET", secret, reader.token)).body.value).toBe("first");
+        // What the read looked up, before it wrote its audit event (which reads the log's tail and the log's key).
+        const firstOfTheEvent = statements.findIndex((sql) => sql.includes("audit_events"));
+        expect(firstOfTheEvent).toBeGreaterThanOrEqual(0);
+        return statements.slice(0, firstOfTheEvent);
+      };
+      const lookups = /\bFROM (workspaces|organizations|memberships|workspace_members|secrets_workspaces|secrets_environments|secrets|secret_versions|deks)\b/;
+      const first = await read();
+      expect(first.filter((sql) => lookups.test(sql)).length).toBeGreaterThanOrEqual(5); // the spy sees the lookups when they are made
+      expect(await read()).toEqual([]);
+      expect(await read()).toEqual([]);
+      expect(statements.filter((sql) => /\bFROM (secrets|secret_versions|secrets_environments)\b/.test(sql))).toEqual([]);
+    } finally {
+      db.query = query;
+    }
+  });
+
   test("a new version, a new data key and a deleted secret take effect on the very next read; a destroyed data key serves nothing", async () => {
     const { c, owner, ws, secret, pat } = await setup();
     const reader = await pat();
