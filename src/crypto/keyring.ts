@@ -234,7 +234,11 @@ export class Keyring {
   /** Decrypts a value of `owner` stored under `context`; throws KeyDestroyedError after erasure. */
   decrypt(owner: string, context: string, envelope: Uint8Array): Buffer {
     const version = envelopeKeyVersion(envelope);
-    const read = () => this.db.query<DekRow, [string, number]>("SELECT version, kek_version, wrapped FROM deks WHERE owner = ? AND version = ?").get(owner, version);
+    // Frozen: a remembered row is shared by every decryption that finds it, so none may change it.
+    const read = () => {
+      const found = this.db.query<DekRow, [string, number]>("SELECT version, kek_version, wrapped FROM deks WHERE owner = ? AND version = ?").get(owner, version);
+      return found && Object.freeze(found);
+    };
     const row = this.dekRows ? this.dekRows.get("dek", dekCacheId(owner, version), read) : read();
     if (!row) throw new KeyDestroyedError(`no key ${owner} v${version}`);
     return openEnvelope(this.unwrapDek(owner, row), envelope, valueAad(owner, context));
