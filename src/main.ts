@@ -70,6 +70,7 @@ import { sampledRateLimitEvents } from "./http/rate-limit-audit.ts";
 import { kernelMigrations } from "./store/kernel-migrations.ts";
 import { checkMigrations, migrate, MigrationError, type MigrationSet } from "./store/migrate.ts";
 import { storeReadiness } from "./store/readiness.ts";
+import { ReadMemo } from "./store/read-memo.ts";
 import { openStore, storageFailureOf, type StorageFailure, type Store } from "./store/store.ts";
 
 /** The binary is defined by this list. */
@@ -370,8 +371,8 @@ async function prepareLocked(loaded: LoadedConfig, log: Logger, env: Env, lock: 
 
 /** The seal, the audit log and the plugins' kernels over an open store: nothing made, nothing migrated. */
 function kernelOver(store: Store, config: Config, log: Logger, env: Env): Omit<Prepared, "tls" | "lock"> {
-  const seal = new Seal(store.db, systemClock.now, keySource(config, env).method);
-  const audit = new AuditLog({ now: systemClock.now, keyring: () => seal.keyringIfUnsealed() });
+  const seal = new Seal(store.db, systemClock.now, keySource(config, env).method, new ReadMemo(store));
+  const audit = new AuditLog({ now: systemClock.now, keyring: () => seal.keyringIfUnsealed(), inserted: (tx, rows) => store.leaveOutOfChangeStamp(tx, rows) });
   audit.register(KERNEL_ACTIONS);
   for (const plugin of plugins) audit.register(plugin.actions);
   const identity = new IdentityRegistry();

@@ -112,10 +112,10 @@ export function roleInWorkspace(k: SecretsKernel, p: Pick<Principal, "userId" | 
 /**
  * An environment of the workspace, if the caller may use it. Protection narrows beyond the
  * workspace role: `admins` lets in admins and owners (and service API keys whose maker is one
- * here); `named` lets in the listed users only (no service keys).
+ * here); `named` lets in the listed users only (no service keys). `env` is the environment's
+ * row as the caller found it (read now unless given).
  */
-export function environmentFor(k: SecretsKernel, caller: Caller, ws: sql.WorkspaceRow, name: string, db: Database = k.store.db): sql.EnvironmentRow {
-  const env = sql.environmentByName(db, ws.workspace_id, name);
+export function environmentFor(k: SecretsKernel, caller: Caller, ws: sql.WorkspaceRow, name: string, env = sql.environmentByName(k.store.db, ws.workspace_id, name)): sql.EnvironmentRow {
   if (!env) throw new NotFoundError(`No environment named ${name} in this workspace.`);
   const p = caller.principal;
   // A service key made before keys named their maker has no role to go by: only admins could make one.

@@ -9,9 +9,10 @@ import { roleAllows } from "../../src/auth/rbac.ts";
 import { scopesGrant } from "../../src/auth/scopes.ts";
 import { DecryptionError, envelopeKeyVersion } from "../../src/crypto/aead.ts";
 import { KeyDestroyedError } from "../../src/crypto/keyring.ts";
+import { ReadMemo } from "../../src/store/read-memo.ts";
 import { ConflictError, DataIntegrityError, InvalidError, NotFoundError, PayloadTooLargeError, PreconditionFailedError, VersionConflictError } from "../../src/errors.ts";
 import { newId } from "../../src/ids.ts";
-import { byWhom, ensureWorkspace, existingWorkspace, ENVIRONMENT_NAME, environmentFor, event, liveWorkspaceRow, roleInWorkspace, valueKeyOwner, type Caller, type SecretsKernel } from "./context.ts";
+import { byWhom, ensureWorkspace, ENVIRONMENT_NAME, environmentFor, event, liveWorkspaceRow, roleInWorkspace, valueKeyOwner, type Caller, type SecretsKernel } from "./context.ts";
 import { isSecretName, parseDotenv, parseJsonSecrets, printDotenv, printJsonSecrets, type SecretEntry } from "./dotenv.ts";
 import { HttpProblem } from "../../src/http/problem.ts";
 import { e2eeCiphertextLength, e2eeValueHeader, isE2eeCiphertext, isMarkedWrappedKey } from "./e2ee.ts";
@@ -23,6 +24,18 @@ import type { E2eeKeys, WrappedCopy } from "./e2ee-keys.ts";
 import type { Webhooks } from "./webhooks.ts";
 
 const DAY_MS = 86_400_000;
+/**
+ * The ciphertexts of stored versions kept in memory at most (SecretsService.storedVersions),
+ * counted in bytes: a value stored under an earlier, larger max_value_bytes, or an end-to-end
+ * encrypted one (base64, a third larger), weighs what it weighs.
+ */
+const STORED_VERSIONS_KEPT_BYTES = 32 * 1024 * 1024;
+/**
+ * The largest ciphertext remembered: a sixteenth of the budget, 2 MiB, above any value a server
+ * takes today (1 MiB at most, a third more end-to-end encrypted), so that at least 16 are kept
+ * before the memo starts over. A larger one (it cannot be written now) is read each time.
+ */
+const STORED_VERSION_KEPT_MOST_BYTES = STORED_VERSIONS_KEPT_BYTES / 16;
 const REENCRYPT_BATCH = 200;
 /** The reads of a list the client says it makes for an export: said as its word, which the server cannot check. */
 const DECLARED_EXPORT = "export (declared by the client)";
@@ -65,10 +78,31 @@ export interface IfMatch {
 type Change = "secret.created" | "secret.updated" | "secret.deleted" | "secret.restored" | "secret.purged";
 
 export class SecretsService {
+  /**
+   * What a read of a value looks up — the workspace's secrets row, the environment, the secret
+   * — remembered while the database is unchanged (src/store/read-memo.ts), as the guard's facts
+   * are. With the stored version below and the data key's row (the keyring's), a read that
+   * finds them all reads no table, and so takes no SQLite read lock: about 10 µs of a request
+   * on a busy socket (docs/BENCHMARKS.md).
+   */
+  private readonly found: ReadMemo;
+  /**
+   * Stored versions read, remembered as `found` is: ciphertexts (a value is only ever decrypted
+   * for the request that reads it), at most STORED_VERSIONS_KEPT_BYTES of them together.
+   */
+  private readonly storedVersions: ReadMemo;
+
   constructor(
     private readonly k: SecretsKernel,
     private readonly webhooks: Webhooks,
-  ) {}
+  ) {
+    this.found = new ReadMemo(k.store);
+    this.storedVersions = new ReadMemo(k.store, {
+      maxBytes: STORED_VERSIONS_KEPT_BYTES,
+      maxBytesEach: STORED_VERSION_KEPT_MOST_BYTES,
+      bytesOf: (row) => (row as sql.VersionRow | null)?.ciphertext.byteLength ?? 0,
+    });
+  }
 
   private get db(): Database {
     return this.k.store.db;
@@ -201,8 +235,8 @@ export class SecretsService {
   async list(caller: Caller, workspaceId: string, envName: string, options: { values?: boolean; deleted?: boolean; purpose?: "export"; readAs?: "list" | "export" }) {
     if (options.purpose !== undefined && !options.values) throw new InvalidError("purpose is what the values are read for: give it with values=true", "query.purpose");
     // Every lookup and decryption before the first await: they share the request's snapshot.
-    const ws = existingWorkspace(this.k, workspaceId) ?? (await ensureWorkspace(this.k, workspaceId));
-    const env = environmentFor(this.k, caller, ws, envName);
+    const ws = this.workspaceRow(workspaceId) ?? (await ensureWorkspace(this.k, workspaceId));
+    const env = this.environment(caller, ws, envName);
     const rows = sql.secretsIn(this.db, env.id, options.deleted === true);
     const items = rows.map((r) => this.metadata(r, env));
     if (!options.values) return { environment: envName, e2ee: ws.e2ee === 1, items };
@@ -229,11 +263,11 @@ export class SecretsService {
   /** One value (the current version, or an older one), audited before it is returned. */
   async read(caller: Caller, workspaceId: string, envName: string, name: string, version?: number) {
     // Every lookup and the decryption before the first await: they share the request's snapshot.
-    const ws = existingWorkspace(this.k, workspaceId) ?? (await ensureWorkspace(this.k, workspaceId));
-    const env = environmentFor(this.k, caller, ws, envName);
+    const ws = this.workspaceRow(workspaceId) ?? (await ensureWorkspace(this.k, workspaceId));
+    const env = this.environment(caller, ws, envName);
     const row = this.liveSecret(env, name);
     const wanted = version ?? row.version;
-    const stored = sql.versionOf(this.db, row.id, wanted);
+    const stored = this.storedVersions.get("version", `${row.id} ${wanted}`, () => frozen(sql.versionOf(this.db, row.id, wanted)));
     if (!stored) throw new NotFoundError(`${name} has no version ${wanted}.`);
     const value = this.valueOrRefusal(caller, ws, env, row, stored);
     if (typeof value !== "string") return value;
@@ -741,8 +775,19 @@ export class SecretsService {
     this.webhooks.enqueue(tx, ws.workspace_id, { type, workspace: ws.workspace_id, environment: env.name, name, version, actor: byWhom(caller.principal) });
   }
 
+  /** The workspace's secrets row (see `found`); null until its first use makes it (ensureWorkspace). */
+  private workspaceRow(workspaceId: string): sql.WorkspaceRow | null {
+    return this.found.get("workspace", workspaceId, () => frozen(sql.workspaceRow(this.db, workspaceId)));
+  }
+
+  /** The environment (see `found`), if the caller may use it (environmentFor). */
+  private environment(caller: Caller, ws: sql.WorkspaceRow, name: string): sql.EnvironmentRow {
+    const env = this.found.get("environment", JSON.stringify([ws.workspace_id, name]), () => frozen(sql.environmentByName(this.db, ws.workspace_id, name)));
+    return environmentFor(this.k, caller, ws, name, env);
+  }
+
   private liveSecret(env: sql.EnvironmentRow, name: string): sql.SecretRow {
-    const row = sql.secretByName(this.db, env.id, name);
+    const row = this.found.get("secret", JSON.stringify([env.id, name]), () => frozen(sql.secretByName(this.db, env.id, name)));
     if (!row || row.deleted_at !== null) throw new NotFoundError(`No secret named ${name} in ${env.name}.`);
     return row;
   }
@@ -824,6 +869,11 @@ export const KEY_CONFLICT = "key_conflict";
 
 /** The AAD context of a stored value: a ciphertext copied to another secret or version fails. */
 export const versionContext = (secretId: string, version: number) => `secret_versions:${secretId}:${version}`;
+
+/** A row as remembered: shared by every request that finds it, so none may change it. */
+function frozen<T extends object>(row: T | null): T | null {
+  return row && Object.freeze(row);
+}
 
 function environmentView(env: sql.EnvironmentRow) {
   return { name: env.name, protection: env.protection, allowed_users: JSON.parse(env.allowed_users) as string[], created_at: iso(env.created_at) };

@@ -47,11 +47,11 @@ export function freshDataDir(): string {
   return mkdtempSync(join(tmpdir(), "citadel-bench-"));
 }
 
-/** Starts the binary; resolves once it listens. Its access log goes to a file in the data dir. */
-export async function startCitadel(data: string, tls: boolean, env: Record<string, string> = {}): Promise<Server & { stderr: () => string }> {
+/** Starts the binary (BENCH_BINARY's unless given); resolves once it listens. Its access log goes to a file in the data dir. */
+export async function startCitadel(data: string, tls: boolean, env: Record<string, string> = {}, binary = BINARY): Promise<Server & { stderr: () => string }> {
   const log = openSync(join(data, `access-${Date.now()}.log`), "w");
   const errFile = join(data, `stderr-${Date.now()}.log`);
-  const proc = Bun.spawn([BINARY, "serve", "--data", data], {
+  const proc = Bun.spawn([binary, "serve", "--data", data], {
     env: { ...process.env, ...UNLIMITED, CITADEL_HTTP_PORT: "0", CITADEL_HTTP_TLS_ENABLED: String(tls), ...env },
     stdout: log,
     stderr: Bun.file(errFile),
@@ -110,9 +110,10 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
 }
 
-export async function wrk(server: Server, url: string, label: string, { duration, connections, headers = [] }: { duration: number; connections: number; headers?: string[] }): Promise<Sample> {
+/** `warmUp` seconds of load first (JIT, TLS sessions), not measured; 0 for none. */
+export async function wrk(server: Server, url: string, label: string, { duration, connections, headers = [], warmUp = 2 }: { duration: number; connections: number; headers?: string[]; warmUp?: number }): Promise<Sample> {
   const headerArgs = headers.flatMap((h) => ["-H", h]);
-  await $`wrk -t1 -c${connections} -d2s ${headerArgs} ${url}`.quiet(); // warm-up: JIT, TLS sessions
+  if (warmUp > 0) await $`wrk -t1 -c${connections} -d${warmUp}s ${headerArgs} ${url}`.quiet();
   const cpuBefore = cpuSeconds(server.proc.pid);
   const out = await $`wrk -t1 -c${connections} -d${duration}s --latency ${headerArgs} ${url}`.text();
   const cpu = cpuSeconds(server.proc.pid) - cpuBefore;

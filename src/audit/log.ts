@@ -17,6 +17,11 @@ export interface AuditLogOptions {
   now: () => number;
   /** The keyring when unsealed: personal data is encrypted with it, or withheld when sealed. */
   keyring: () => Keyring | null;
+  /**
+   * Told of the rows each event's insert made in `tx`: the store leaves them out of its change
+   * stamp (Store.leaveOutOfChangeStamp), since no remembered fact is read from the log.
+   */
+  inserted?: (tx: Database, rows: number) => void;
 }
 
 export class AuditLog {
@@ -79,7 +84,7 @@ export class AuditLog {
       personal: this.encryptPersonal(tx, subject, id, input),
     };
     const prevHash = head?.hash ?? GENESIS_HASH;
-    tx.query(
+    const { changes } = tx.query(
       `INSERT INTO audit_events (seq, id, time, actor_kind, actor_org, actor_user, actor_token, action, resource_type, resource_id,
          organization, workspace, request_id, outcome, reason, subject, personal, prev_hash, hash)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -104,6 +109,7 @@ export class AuditLog {
       prevHash,
       eventHash(prevHash, event),
     );
+    this.options.inserted?.(tx, changes);
     for (const listener of this.listeners) listener(input);
     return id;
   }

@@ -21,6 +21,7 @@ import type { Database } from "bun:sqlite";
 import { ConflictError, SealedError } from "../errors.ts";
 import { writeFileAtomic } from "../files.ts";
 import { DecryptionError, envelopeKeyVersion, openEnvelope, randomKey, sealEnvelope } from "./aead.ts";
+import type { ReadMemo } from "../store/read-memo.ts";
 import { formatRootKey, rootKeyId, rootKeyVerifier } from "./root-key.ts";
 
 export type SealMethod = "key_file" | "systemd_credential" | "shamir";
@@ -172,10 +173,15 @@ export class Keyring {
   private wiped = false;
   readonly rootId: string;
 
+  /**
+   * `dekRows` remembers the DEK rows decryptions look up, while the database is unchanged: a
+   * read of a value then takes no SQLite read lock. Without it, each decryption reads its row.
+   */
   constructor(
     private readonly db: Database,
     private readonly rootKey: Buffer,
     private readonly now: () => number = Date.now,
+    private readonly dekRows?: ReadMemo,
   ) {
     this.rootId = rootKeyId(rootKeyVerifier(rootKey));
   }
@@ -228,7 +234,12 @@ export class Keyring {
   /** Decrypts a value of `owner` stored under `context`; throws KeyDestroyedError after erasure. */
   decrypt(owner: string, context: string, envelope: Uint8Array): Buffer {
     const version = envelopeKeyVersion(envelope);
-    const row = this.db.query<DekRow, [string, number]>("SELECT version, kek_version, wrapped FROM deks WHERE owner = ? AND version = ?").get(owner, version);
+    // Frozen: a remembered row is shared by every decryption that finds it, so none may change it.
+    const read = () => {
+      const found = this.db.query<DekRow, [string, number]>("SELECT version, kek_version, wrapped FROM deks WHERE owner = ? AND version = ?").get(owner, version);
+      return found && Object.freeze(found);
+    };
+    const row = this.dekRows ? this.dekRows.get("dek", dekCacheId(owner, version), read) : read();
     if (!row) throw new KeyDestroyedError(`no key ${owner} v${version}`);
     return openEnvelope(this.unwrapDek(owner, row), envelope, valueAad(owner, context));
   }

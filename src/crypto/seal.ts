@@ -6,6 +6,7 @@
  */
 import type { Database } from "bun:sqlite";
 import { SealedError } from "../errors.ts";
+import type { ReadMemo } from "../store/read-memo.ts";
 import { Keyring, unsealableRoots, type RootKeyRecord, type SealMethod } from "./keyring.ts";
 import { verifies } from "./root-key.ts";
 import { combineShares, decodeShare, ShareFormatError, type Share } from "./shamir.ts";
@@ -56,6 +57,8 @@ export class Seal {
     private readonly db: Database,
     private readonly now: () => number = Date.now,
     private readonly method: SealMethod | null = null,
+    /** Handed to every keyring: the DEK rows its decryptions look up, remembered (Keyring). */
+    private readonly dekRows?: ReadMemo,
   ) {}
 
   get sealed(): boolean {
@@ -130,7 +133,7 @@ export class Seal {
     const match = unsealableRoots(this.db).find((r) => verifies(rootKey, r.verifier));
     if (!match) throw new UnsealError("this is not the root key of this Citadel");
     this.keyringInMemory?.wipe();
-    this.keyringInMemory = new Keyring(this.db, Buffer.from(rootKey), this.now);
+    this.keyringInMemory = new Keyring(this.db, Buffer.from(rootKey), this.now, this.dekRows);
     this.resetShares();
     return match;
   }

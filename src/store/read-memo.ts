@@ -10,6 +10,10 @@
  * cheapest read of a table takes SQLite's WAL read lock (about 3 µs in a loop, several
  * times that per request on a busy socket; docs/BENCHMARKS.md).
  *
+ * The audit log's events are left out of the stamp (Store.leaveOutOfChangeStamp): an audited
+ * read appends one, and a stamp they moved made every request after a batch of such reads
+ * read every fact again. So nothing read from `audit_events` may be remembered here.
+ *
  * Another process writing the same database file (nothing of Citadel's does while it
  * serves; an operator's sqlite3 could) does not move the stamp, so nothing is remembered
  * longer than `maxAgeMs`. While a transaction that has changed rows is open, the stamp is
@@ -17,6 +21,11 @@
  *
  * Answers are kept by kind of fact, then by key: a key often holds a caller's text (an id from
  * a URL), which must never be able to name a fact of another kind.
+ *
+ * A memo of large answers (stored ciphertexts) is given a byte budget: `bytesOf` weighs each
+ * answer, and the memo never holds more than `maxBytes` of them. An answer heavier than
+ * `maxBytesEach` is not remembered at all (read each time), so that one large row cannot
+ * make the memo start over on every read of a smaller one.
  */
 import type { Store } from "./store.ts";
 
@@ -25,6 +34,12 @@ export interface ReadMemoOptions {
   maxAgeMs?: number;
   /** Beyond this many answers the memo starts over (keys come from tokens and routes). */
   maxEntries?: number;
+  /** The most the remembered answers may weigh together, as `bytesOf` weighs them. */
+  maxBytes?: number;
+  /** An answer heavier than this is never remembered (by default: `maxBytes`). */
+  maxBytesEach?: number;
+  /** An answer's weight in bytes (by default 0: only `maxEntries` bounds the memo). */
+  bytesOf?: (answer: unknown) => number;
   now?: () => number;
 }
 
@@ -32,19 +47,31 @@ export class ReadMemo {
   /** By kind of fact, then by key (see above). */
   private readonly answers = new Map<string, Map<string, unknown>>();
   private size = 0;
+  private weight = 0;
   private stamp: number | null = null;
   private since = 0;
   private readonly maxAgeMs: number;
   private readonly maxEntries: number;
+  private readonly maxBytes: number;
+  private readonly maxBytesEach: number;
+  private readonly bytesOf: (answer: unknown) => number;
   private readonly now: () => number;
 
   constructor(
     private readonly store: Pick<Store, "changeStamp">,
-    { maxAgeMs = 1000, maxEntries = 10_000, now = () => performance.now() }: ReadMemoOptions = {},
+    { maxAgeMs = 1000, maxEntries = 10_000, maxBytes = Infinity, maxBytesEach = maxBytes, bytesOf = () => 0, now = () => performance.now() }: ReadMemoOptions = {},
   ) {
     this.maxAgeMs = maxAgeMs;
     this.maxEntries = maxEntries;
+    this.maxBytes = maxBytes;
+    this.maxBytesEach = Math.min(maxBytesEach, maxBytes);
+    this.bytesOf = bytesOf;
     this.now = now;
+  }
+
+  /** What the remembered answers weigh together, as `bytesOf` weighs them. */
+  get bytes(): number {
+    return this.weight;
   }
 
   /**
@@ -63,16 +90,20 @@ export class ReadMemo {
     const known = this.answers.get(kind);
     if (known?.has(key)) return known.get(key) as T;
     const answer = read();
-    if (this.size >= this.maxEntries) this.forget();
+    const bytes = this.bytesOf(answer);
+    if (bytes > this.maxBytesEach) return answer;
+    if (this.size >= this.maxEntries || this.weight + bytes > this.maxBytes) this.forget();
     let ofKind = this.answers.get(kind);
     if (!ofKind) this.answers.set(kind, (ofKind = new Map()));
     ofKind.set(key, answer);
     this.size++;
+    this.weight += bytes;
     return answer;
   }
 
   private forget(): void {
     this.answers.clear();
     this.size = 0;
+    this.weight = 0;
   }
 }

@@ -39,11 +39,21 @@ export interface Store {
   snapshot<T>(fn: () => T): T;
   /**
    * A number that moves whenever this connection changes a row, committed or not (SQLite's
-   * total_changes(), triggers included; a read of it takes no lock). Null while a transaction
-   * that has changed rows is open, or one the store did not begin: what is read then may yet
-   * be rolled back, so it must not be remembered (src/store/read-memo.ts).
+   * total_changes(), triggers included; a read of it takes no lock), but for the rows left
+   * out with `leaveOutOfChangeStamp`. Null while a transaction that has changed rows is open,
+   * or one the store did not begin: what is read then may yet be rolled back, so it must not
+   * be remembered (src/store/read-memo.ts).
    */
   changeStamp(): number | null;
+  /**
+   * Leaves `rows` rows that a statement on `tx` has just inserted out of the change stamp:
+   * audit events, which every audited read appends and no remembered fact is read from. Else
+   * each batch of audited secret reads made every remembered fact be read again. `rows` must
+   * be what the statement itself inserted (its `run()`'s `changes`, which leaves out what
+   * triggers did), so that the stamp still moves for every other change; a `tx` that is not
+   * this store's connection changed nothing the stamp counts, and is ignored.
+   */
+  leaveOutOfChangeStamp(tx: Database, rows: number): void;
   /** True when a trivial query answers (for /readyz). */
   ping(): boolean;
   /**
@@ -111,7 +121,9 @@ export function openStore({ path, busyTimeoutMs = 5000, maxBatch = 1000, onStora
   let scheduled = false;
   let closed = false;
   let totalChanges: Statement<{ n: number }, []> | undefined;
-  const changes = () => (totalChanges ??= db.prepare("SELECT total_changes() AS n")).get()!.n;
+  /** Rows inserted that the change stamp leaves out (leaveOutOfChangeStamp). */
+  let leftOut = 0;
+  const changes = () => (totalChanges ??= db.prepare("SELECT total_changes() AS n")).get()!.n - leftOut;
   /** total_changes() when the open read snapshot began; null outside one. */
   let changesAtSnapshot: number | null = null;
 
@@ -186,6 +198,9 @@ export function openStore({ path, busyTimeoutMs = 5000, maxBatch = 1000, onStora
       const current = changes();
       if (!db.inTransaction) return current;
       return current === changesAtSnapshot ? current : null;
+    },
+    leaveOutOfChangeStamp(tx, rows) {
+      if (tx === db) leftOut += rows;
     },
     writeFailure: () => lastWriteFailure,
     ping() {

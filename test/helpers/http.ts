@@ -23,6 +23,7 @@ import { encodeShare, splitSecret } from "../../src/crypto/shamir.ts";
 import type { AuditActionType, Clock, Kernel } from "../../src/plugin.ts";
 import { kernelMigrations } from "../../src/store/kernel-migrations.ts";
 import { migrate } from "../../src/store/migrate.ts";
+import { ReadMemo } from "../../src/store/read-memo.ts";
 import { openStore, type Store } from "../../src/store/store.ts";
 import { loadConfig } from "../../src/config/load.ts";
 import { buildConfigSchema } from "../../src/config/schema.ts";
@@ -200,9 +201,9 @@ export function testKernel<S = unknown>(options: TestKernelOptions<S> = {}): Ker
   const shamir = method === "shamir" ? { shares: 5, threshold: 3 } : undefined;
   const keyId = store.db.transaction(() => Keyring.initialize(store.db, rootKey, method, clock.now(), shamir))();
   const shares = shamir ? splitSecret(rootKey, 5, 3).map((s) => encodeShare(keyId, s)) : [];
-  const seal = new Seal(store.db, clock.now);
+  const seal = new Seal(store.db, clock.now, null, new ReadMemo(store));
   if (!(options.sealed ?? method === "shamir")) seal.unsealWithKey(rootKey);
-  const audit = new AuditLog({ now: clock.now, keyring: () => seal.keyringIfUnsealed() });
+  const audit = new AuditLog({ now: clock.now, keyring: () => seal.keyringIfUnsealed(), inserted: (tx, rows) => store.leaveOutOfChangeStamp(tx, rows) });
   audit.register([...KERNEL_ACTIONS, ...(options.actions ?? [])]);
   return {
     settings: undefined as S,

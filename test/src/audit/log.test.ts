@@ -51,6 +51,23 @@ describe("audit log", () => {
     expect(k.store.db.query("SELECT count(*) AS n FROM audit_events").get()).toEqual({ n: 0 });
   });
 
+  test("an event leaves the store's change stamp where it was (what is remembered stays); its change, or a new key for its subject, moves it", async () => {
+    const k = kernel();
+    const event = { action: "widgets.widget.create", actor: user, outcome: "success" as const, request: { source: "192.0.2.7" } };
+    const start = k.store.changeStamp();
+    const system = { ...event, actor: { kind: "system" as const } };
+    await Promise.all([k.store.write((tx) => k.audit.record(tx, event)), k.store.write((tx) => k.audit.record(tx, system))]); // their first: their audit keys are made
+    const keyed = k.store.changeStamp();
+    expect(keyed).not.toBe(start);
+    await Promise.all([k.store.write((tx) => k.audit.record(tx, event)), k.store.write((tx) => k.audit.record(tx, system))]);
+    expect(k.store.changeStamp()).toBe(keyed);
+    await k.store.write((tx) => {
+      tx.run("INSERT INTO widgets VALUES ('w1', 'lamp')");
+      k.audit.record(tx, event);
+    });
+    expect(k.store.changeStamp()).not.toBe(keyed);
+  });
+
   test("events written by concurrent writers form one chain", async () => {
     const k = kernel();
     await Promise.all(

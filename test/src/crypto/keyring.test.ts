@@ -6,6 +6,7 @@ import { generateRootKey } from "../../../src/crypto/root-key.ts";
 import { SealedError } from "../../../src/errors.ts";
 import { kernelMigrations } from "../../../src/store/kernel-migrations.ts";
 import { migrate } from "../../../src/store/migrate.ts";
+import { ReadMemo } from "../../../src/store/read-memo.ts";
 
 function setup() {
   const db = new Database(":memory:", { strict: true });
@@ -25,6 +26,25 @@ describe("keyring", () => {
     expect(dump.includes(root)).toBe(false);
     expect(dump.includes(Buffer.from(root.toString("hex")))).toBe(false);
     expect(dump.includes(Buffer.from("correct horse"))).toBe(false);
+  });
+
+  test("a data key's row remembered for decryptions is frozen: every request that finds it shares it", () => {
+    const { db, root } = setup();
+    const remembered: unknown[] = [];
+    const memo = new (class extends ReadMemo {
+      override get<T>(kind: string, key: string, read: () => T): T {
+        const answer = super.get(kind, key, read);
+        remembered.push(answer);
+        return answer;
+      }
+    })({ changeStamp: () => 1 });
+    const keyring = new Keyring(db, Buffer.from(root), () => 2000, memo);
+    const ct = keyring.encrypt(db, "o", "c", "kept");
+    expect(keyring.decrypt("o", "c", ct).toString()).toBe("kept");
+    expect(keyring.decrypt("o", "c", ct).toString()).toBe("kept");
+    expect(remembered.length).toBe(2);
+    expect(remembered[1]).toBe(remembered[0]);
+    expect(Object.isFrozen(remembered[0])).toBe(true);
   });
 
   test("AAD binding: two rows' ciphertexts swapped fail to decrypt, loudly", () => {

@@ -3,7 +3,7 @@ import { Database } from "bun:sqlite";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ReadMemo } from "../../../src/store/read-memo.ts";
+import { ReadMemo, type ReadMemoOptions } from "../../../src/store/read-memo.ts";
 import { openStore } from "../../../src/store/store.ts";
 
 const cleanups: Array<() => void> = [];
@@ -12,7 +12,7 @@ afterEach(() => {
 });
 
 /** A store on a real file with one role row, a memo over it, and a counted read of the role. */
-function setup(options: { maxAgeMs?: number; maxEntries?: number } = {}) {
+function setup(options: Omit<ReadMemoOptions, "now"> = {}) {
   const dir = mkdtempSync(join(tmpdir(), "citadel-memo-"));
   const path = join(dir, "citadel.db");
   const store = openStore({ path });
@@ -118,6 +118,31 @@ describe("ReadMemo", () => {
     expect(reads()).toBe(4);
   });
 
+  test("never holds more than maxBytes, and does not remember an answer heavier than maxBytesEach", () => {
+    const { memo } = setup({ maxBytes: 100, maxBytesEach: 60, bytesOf: (answer) => (answer as Uint8Array | null)?.byteLength ?? 0 });
+    let reads = 0;
+    const blob = (key: string, bytes: number) =>
+      memo.get("blob", key, () => {
+        reads++;
+        return new Uint8Array(bytes);
+      });
+    blob("a", 40);
+    blob("b", 40);
+    expect(memo.bytes).toBe(80);
+    blob("c", 40); // 120 > 100: starts over with c alone
+    expect(memo.bytes).toBe(40);
+    blob("c", 40);
+    expect(reads).toBe(3);
+    blob("a", 40);
+    expect(reads).toBe(4);
+    blob("huge", 61); // over maxBytesEach: read, not remembered, and nothing else forgotten
+    blob("huge", 61);
+    expect(reads).toBe(6);
+    expect(memo.bytes).toBe(80);
+    blob("a", 40);
+    expect(reads).toBe(6);
+  });
+
   test("a key of one kind never answers for another kind, whatever text it holds", () => {
     const { memo } = setup();
     // A caller's text (a workspace id from a URL) made to look like the key of another fact.
@@ -151,6 +176,39 @@ describe("store.changeStamp", () => {
       expect(store.changeStamp()).toBeNull();
     } finally {
       store.db.run("ROLLBACK");
+    }
+  });
+
+  test("does not move for rows left out of it (audit events), and moves for everything else, in the same write too", async () => {
+    const { store, role, reads } = setup();
+    store.db.run("CREATE TABLE log (n INTEGER)");
+    const append = (tx: typeof store.db) => store.leaveOutOfChangeStamp(tx, tx.query("INSERT INTO log VALUES (1)").run().changes);
+    role();
+    await Promise.all([store.write(append), store.write(append)]);
+    const stamp = store.changeStamp();
+    expect(role()).toBe("viewer");
+    expect(reads()).toBe(1); // two batches of log rows: nothing forgotten
+    await Promise.all([store.write(append), store.write((tx) => tx.run("UPDATE roles SET role = 'owner'"))]);
+    expect(store.changeStamp()).not.toBe(stamp);
+    expect(role()).toBe("owner");
+  });
+
+  test("a row left out still moves it through what a trigger on it changed, and one left out on another connection does not count", () => {
+    const { store, path, role } = setup();
+    store.db.run("CREATE TABLE log (n INTEGER)");
+    store.db.run("CREATE TRIGGER demote AFTER INSERT ON log BEGIN UPDATE roles SET role = 'none'; END");
+    expect(role()).toBe("viewer");
+    store.leaveOutOfChangeStamp(store.db, store.db.query("INSERT INTO log VALUES (1)").run().changes); // 1: the trigger's row is not in it
+    expect(role()).toBe("none");
+    const other = new Database(path);
+    try {
+      const before = store.changeStamp();
+      store.db.run("UPDATE roles SET role = 'admin'");
+      store.leaveOutOfChangeStamp(other, 1); // not the store's connection: must not cancel the change above
+      expect(store.changeStamp()).not.toBe(before);
+      expect(role()).toBe("admin");
+    } finally {
+      other.close();
     }
   });
 
