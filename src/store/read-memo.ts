@@ -25,9 +25,14 @@
  * A memo of large answers (stored ciphertexts) is given a byte budget: `bytesOf` weighs each
  * answer, and the memo never holds more than `maxBytes` of them. An answer heavier than
  * `maxBytesEach` is not remembered at all (read each time), so that one large row cannot
- * make the memo start over on every read of a smaller one.
+ * make the memo start over on every read of a smaller one. Keys are bounded too: a key longer
+ * than MAX_KEY_LENGTH (a caller's text, a secret's name from a URL) is read each time, never
+ * remembered, so that `maxEntries` bounds the memory the keys take (found in review).
  */
 import type { Store } from "./store.ts";
+
+/** The longest key remembered, in UTF-16 units: no name or id Citadel stores is longer. */
+export const MAX_KEY_LENGTH = 1024;
 
 export interface ReadMemoOptions {
   /** The longest anything is remembered, for writers outside this process. */
@@ -80,7 +85,7 @@ export class ReadMemo {
    */
   get<T>(kind: string, key: string, read: () => T): T {
     const stamp = this.store.changeStamp();
-    if (stamp === null) return read();
+    if (stamp === null || key.length > MAX_KEY_LENGTH) return read();
     const now = this.now();
     if (stamp !== this.stamp || now - this.since >= this.maxAgeMs) {
       this.forget();

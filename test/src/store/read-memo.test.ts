@@ -3,7 +3,7 @@ import { Database } from "bun:sqlite";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ReadMemo, type ReadMemoOptions } from "../../../src/store/read-memo.ts";
+import { MAX_KEY_LENGTH, ReadMemo, type ReadMemoOptions } from "../../../src/store/read-memo.ts";
 import { openStore } from "../../../src/store/store.ts";
 
 const cleanups: Array<() => void> = [];
@@ -141,6 +141,24 @@ describe("ReadMemo", () => {
     expect(memo.bytes).toBe(80);
     blob("a", 40);
     expect(reads).toBe(6);
+  });
+
+  test("a key longer than MAX_KEY_LENGTH (a caller's text) is read each time, never remembered: maxEntries bounds the keys' memory too", () => {
+    const { memo } = setup();
+    let reads = 0;
+    const lookUp = (key: string) =>
+      memo.get("secret", key, () => {
+        reads++;
+        return null;
+      });
+    const long = "N".repeat(MAX_KEY_LENGTH + 1);
+    lookUp(long);
+    lookUp(long);
+    expect(reads).toBe(2);
+    const longest = "N".repeat(MAX_KEY_LENGTH);
+    lookUp(longest);
+    lookUp(longest);
+    expect(reads).toBe(3);
   });
 
   test("a key of one kind never answers for another kind, whatever text it holds", () => {
