@@ -198,8 +198,10 @@ export const dnsPlugin = definePlugin<DnsSettings>({
     // rare, as every member.
     let catalogFrom: TransferView | null = null;
     const refreshCatalog = () => {
-      if (catalog === null) return;
+      // Taken whether or not there is a catalog: else they pile up for as long as Citadel runs
+      // (found in review).
       const { added, removed } = zones.takeCatalogChanges();
+      if (catalog === null) return;
       let announcements: CatalogAnnouncement[] = [];
       if (catalogFrom !== view) {
         catalogFrom = view;
@@ -495,7 +497,7 @@ const related = (a: Name, b: Name) => isSubdomain(a, b) || isSubdomain(b, a);
  * merges it again into all of them, and in turn every other provider whose domain one of them
  * holds. Only those go through the merge; what it leaves out is no longer served.
  */
-class ServedZones {
+export class ServedZones {
   /** origin → the serial served: a zone whose serial moved is announced. */
   readonly served = new Map<string, number>();
   /** What the catalog lists, by name: each stored zone, and each provider's own zone served (catalogMembers). */

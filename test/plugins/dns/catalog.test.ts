@@ -6,7 +6,7 @@
  */
 import { describe, expect, spyOn, test } from "bun:test";
 import { buildCatalog, Catalog, catalogFingerprint, CatalogSerials, memberIdOfProvider, memberIdOfZone, nextCatalogSerial, type CatalogMember, type CatalogSubscriber } from "../../../plugins/dns/catalog.ts";
-import { catalogOf } from "../../../plugins/dns/index.ts";
+import { catalogOf, ServedZones } from "../../../plugins/dns/index.ts";
 import { decodeMessage, decodeQuery, Rcode } from "../../../plugins/dns/message.ts";
 import { nameEquals, nameToText, parseName, type Name } from "../../../plugins/dns/names.ts";
 import { rdataToText, RRType, typeToText } from "../../../plugins/dns/rdata.ts";
@@ -574,6 +574,29 @@ describe("over the API, with the listener and the secondaries' NOTIFY", () => {
       expect(catalogOf({ ...c.kernel, settings: c.config.dns } as never)).toBeNull();
       expect((await c.send("GET", "/v1/dns/secondaries", operator)).body.catalog).toBeNull();
     } finally {
+      await c.stop();
+    }
+  });
+
+  test("without a catalog, the zones that came and went are still taken after each change: they do not pile up while Citadel runs (found in review)", async () => {
+    const taken = spyOn(ServedZones.prototype, "takeCatalogChanges");
+    const { c, operator, zones } = await setup("");
+    try {
+      taken.mockClear();
+      for (let i = 0; i < 10; i++) {
+        const made = await c.send("POST", zones, operator, { json: { name: `z${i}.example` } });
+        expect(made.status).toBe(200);
+        const asked = await c.send("DELETE", `${zones}/z${i}.example`, operator);
+        expect((await c.send("DELETE", `${zones}/z${i}.example`, operator, { headers: { "x-citadel-confirm": asked.body.confirmation_token } })).status).toBe(200);
+      }
+      const sizes = taken.mock.results.map((r) => {
+        const { added, removed } = r.value as { added: unknown[]; removed: unknown[] };
+        return added.length + removed.length;
+      });
+      expect(sizes.length).toBeGreaterThanOrEqual(20);
+      expect(Math.max(...sizes)).toBeLessThanOrEqual(1);
+    } finally {
+      taken.mockRestore();
       await c.stop();
     }
   });
