@@ -16,6 +16,13 @@ import { E2eePins } from "../../plugins/secrets/e2ee-pins.ts";
 import { encryptUnboundValue } from "../helpers/e2ee.ts";
 import { atTerminal, BINARY, callApi, ensureBinary, firstLogin, freePort, oneTimePassword, startCitadel, tempDir, type RunningCitadel, type RunResult } from "../helpers/binary.ts";
 
+/**
+ * A write to citadel.db behind the server's back (a server turning on its users, played here) is
+ * seen by the server within a second, once its read memo lapses (docs/secrets.md: only changes on
+ * its own connection are seen at once): each such write waits that out before the CLI asks again.
+ */
+const memoLapsed = () => Bun.sleep(1_100);
+
 const data = tempDir("citadel-e2e-secrets-");
 /** The user's home (the CLI's config: no stored login) and where exported files go. */
 const home = tempDir("citadel-e2e-secrets-home-");
@@ -780,10 +787,12 @@ describe("an end-to-end-encrypted workspace", () => {
     const third = ciphertextOf(3);
     try {
       setCiphertext(3, ciphertextOf(2));
+      await memoLapsed();
       const rolledBack = await cli(["secrets", "get", "E2EE_VALUE", "-w", vault, "--passphrase-file", phrase]);
       expect(rolledBack).toEqual({ code: 1, stdout: "", stderr: "citadel: the server served development/E2EE_VALUE as version 3, but its value was written as version 2: refused (an older value passed off as a newer one, or a damaged one)\n" });
     } finally {
       setCiphertext(3, third);
+      await memoLapsed();
       database.close();
     }
     // Enabling it again is refused before anything is sent: the key the value is encrypted with stays (found in review).
@@ -852,12 +861,14 @@ describe("an end-to-end-encrypted workspace", () => {
     const second = row(2);
     try {
       setRow(2, row(1));
+      await memoLapsed();
       const downgraded = await cli(["secrets", "get", "OLD_FORMAT", "-w", legacy, "--passphrase-file", phrase]);
       expect([downgraded.code, downgraded.stdout, downgraded.stderr]).toEqual([1, "", expect.stringContaining("citadel: development/OLD_FORMAT is served as its current value in the format from before values named their version (c1.v.), but the workspace key (version 2) was made by a citadel that binds every value")]);
       const rotatedAgain = await cli(["secrets", "e2ee", "rotate", "-w", legacy, "--passphrase-file", phrase]);
       expect([rotatedAgain.code, rotatedAgain.stderr]).toEqual([1, expect.stringContaining("is served as its current value in the format from before")]);
     } finally {
       setRow(2, second);
+      await memoLapsed();
       legacyDb.close();
     }
     // ...while the history it is part of still reads, said on standard error.
@@ -891,6 +902,7 @@ describe("an end-to-end-encrypted workspace", () => {
     try {
       // Bob's key pair as his own CLI would have registered it (its sealed half is not used here).
       members.query("INSERT INTO secrets_user_keys (user_id, public_key, sealed_private_key, created_at) VALUES (?, ?, 'c1.pk.unused', 0)").run(bob, bobsKey);
+      await memoLapsed();
       const grant = (...extra: string[]) => cli(["secrets", "e2ee", "grant", bob, "-w", vault, "--passphrase-file", phrase, ...extra]);
       const misread = await grant("--fingerprint", publicKeyFingerprint(serverKey));
       expect([misread.code, misread.stderr]).toEqual([1, expect.stringContaining(`whose fingerprint is ${publicKeyFingerprint(bobsKey)}, not ${publicKeyFingerprint(serverKey)}`)]);
@@ -906,6 +918,7 @@ describe("an end-to-end-encrypted workspace", () => {
 
       // The server hands its own key for Bob: refused, before anything is sent.
       members.query("UPDATE secrets_user_keys SET public_key = ? WHERE user_id = ?").run(serverKey, bob);
+      await memoLapsed();
       for (const command of [["grant", bob], ["rotate"]]) {
         const refused = await cli(["secrets", "e2ee", ...command, "-w", vault, "--passphrase-file", phrase]);
         expect([refused.code, refused.stderr]).toEqual([1, expect.stringContaining(`the server hands a different public key for ${bob}`)]);
@@ -922,10 +935,12 @@ describe("an end-to-end-encrypted workspace", () => {
       // A holder whose "id" is text of the server's choosing is refused before it is printed or trusted.
       const forged = `${bob}=${publicKeyFingerprint(bobsKey)},${bob}`;
       members.query("INSERT INTO secrets_workspace_keys (workspace_id, key_version, user_id, wrapped, wrapped_by, created_at) SELECT workspace_id, key_version, ?, wrapped, wrapped_by, created_at FROM secrets_workspace_keys WHERE user_id = ? AND workspace_id = ?").run(forged, bob, vault);
+      await memoLapsed();
       const odd = await cli(["secrets", "e2ee", "rotate", "-w", vault, "--passphrase-file", phrase]);
       expect([odd.code, odd.stderr]).toEqual([1, expect.stringContaining("the server listed a holder: ")]);
       expect(odd.stderr).toContain("is not a user id");
       members.query("DELETE FROM secrets_workspace_keys WHERE user_id = ?").run(forged);
+      await memoLapsed();
 
       // Bob really made a new key pair (the server drops the keys wrapped to his old one) and
       // read its fingerprint out: a rotation with it checked wraps the new key for him.
@@ -941,20 +956,24 @@ describe("an end-to-end-encrypted workspace", () => {
     const db = new Database(join(data.path, "citadel.db"));
     try {
       db.run("UPDATE secrets_workspaces SET e2ee = 0 WHERE workspace_id = ?", [vault]);
+      await memoLapsed();
       const downgraded = await cli(["secrets", "set", "LEAKED", "-w", vault, "--passphrase-file", phrase], { stdin: `leak-${tag}` });
       expect([downgraded.code, downgraded.stderr]).toEqual([1, expect.stringContaining("not end-to-end encrypted, but this machine has used it encrypted")]);
       expect((await api("GET", `/v1/secrets/workspaces/${vault}/environments/development/secrets/LEAKED`)).status).toBe(404);
       db.run("UPDATE secrets_workspaces SET e2ee = 1 WHERE workspace_id = ?", [vault]);
+      await memoLapsed();
       // A key of the server's own, wrapped to my (public) key, for the version I already hold.
       const me = (await api("GET", "/v1/iam/me")).body.id as string;
       const mine = (await api("GET", "/v1/secrets/me/keypair")).body.public_key as string;
       const planted = wrapWorkspaceKey(newWorkspaceKey(), mine, { workspace: vault, user: me });
       expect(db.query("UPDATE secrets_workspace_keys SET wrapped = ? WHERE workspace_id = ? AND user_id = ? AND key_version = 3").run(planted, vault, me).changes).toBe(1);
+      await memoLapsed();
       const swapped = await cli(["secrets", "get", "E2EE_VALUE", "-w", vault, "--passphrase-file", phrase]);
       expect([swapped.code, swapped.stderr]).toEqual([1, expect.stringContaining("the server handed a different key for version 3")]);
       // A public key of its own in place of mine, for the next workspace to be encrypted.
       const spare = (await api("POST", `/v1/iam/orgs/${(await api("GET", "/v1/iam/me")).body.organizations[0].id}/workspaces`, { name: "spare" })).body.id as string;
       db.query("UPDATE secrets_user_keys SET public_key = ? WHERE user_id = ?").run(generateUserKeyPair().publicKey, me);
+      await memoLapsed();
       const lied = await cli(["secrets", "e2ee", "enable", "-w", spare, "--passphrase-file", phrase]);
       expect([lied.code, lied.stderr]).toEqual([1, expect.stringContaining("the server's copy of your public key is not the one of your private key")]);
       expect((await api("GET", `/v1/secrets/workspaces/${spare}/settings`)).body.e2ee).toBe(false); // refused before anything changed
