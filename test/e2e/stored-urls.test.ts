@@ -68,6 +68,11 @@ test("a webhook's and a list's URL are encrypted in citadel.db and its WAL, old 
   expect([hook.status, hook.body.url]).toEqual([200, HOOK]);
   expect((await api("PUT", `/v1/secrets/workspaces/${ws}/environments/development/secrets/FIRST`, { value: "v" })).status).toBe(200);
   expect(await eventually(() => received.length === 1)).toBe(true);
+  // Delivery is at least once: stopped before it recorded the receiver's answer, the next start
+  // sends it again (seen under load: FIRST twice). Stopped once it is recorded delivered.
+  const deliveries = async () => (await api("GET", `/v1/secrets/workspaces/${ws}/webhooks/${hook.body.id}/deliveries`)).body.items as Array<{ state: string }>;
+  for (let i = 0; i < 500 && (await deliveries())[0]?.state !== "delivered"; i++) await Bun.sleep(10);
+  expect((await deliveries()).map((d) => d.state)).toEqual(["delivered"]);
   await citadel.stop();
   expect(secretsOnDisk()).toEqual([]);
 
