@@ -19,7 +19,7 @@
  * Signing is node:crypto's, synchronous: a zone is signed where it is built, off the answer path.
  */
 import { createHash, createPrivateKey, generateKeyPairSync, sign, type KeyObject } from "node:crypto";
-import { lowerName, nameFromWire, nameToText, nameToWire, type Name } from "./names.ts";
+import { lowerName, nameFromWire, nameKey, nameToWire, type Name } from "./names.ts";
 import { Nsec3Chain, nsec3paramRdata, TYPE_NSEC3, TYPE_NSEC3PARAM, type ChainName, type Nsec3Params } from "./nsec3.ts";
 import { RRType } from "./rdata.ts";
 import { typeBitmap } from "./type-bitmap.ts";
@@ -277,7 +277,8 @@ export function nsecRdata(next: Name, types: Iterable<number>): Uint8Array {
 // ---------------------------------------------------------------------------------------------
 // A signed zone
 
-const keyOf = (name: Name) => nameToText(lowerName(name));
+/** The key of a name in the signer's maps (names.ts nameKey: case-insensitive, not for display). */
+const keyOf = nameKey;
 
 /** How a signed zone proves names and types absent: its NSEC chain (RFC 4034), or NSEC3 with these parameters (RFC 5155). */
 export type Denial = { mode: "nsec" } | { mode: "nsec3"; params: Nsec3Params };
@@ -466,7 +467,8 @@ export function signZone(zone: Zone, keys: readonly SigningKey[], now: number, p
 /** What an RRSIG over the RRset covers besides its own fields: owner and type, the TTL, the canonical data in order. */
 function canonicalContent(rrset: readonly RR[]): string {
   const first = rrset[0]!;
-  const data = rrset.map((r) => Buffer.from(canonicalRdata(first.type, r.rdata)).toString("hex")).sort();
+  // latin1: one character per octet, so the strings sort as the octets do (and are made a few times faster than hex).
+  const data = rrset.map((r) => { const c = canonicalRdata(first.type, r.rdata); return Buffer.from(c.buffer, c.byteOffset, c.length).toString("latin1"); }).sort();
   return `${first.ttl} ${data.join(" ")}`;
 }
 

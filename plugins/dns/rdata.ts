@@ -411,7 +411,7 @@ class Reader {
   }
 }
 
-const hex = (octets: Uint8Array) => Array.from(octets, (b) => b.toString(16).padStart(2, "0").toUpperCase()).join("");
+const hex = (octets: Uint8Array) => Buffer.from(octets.buffer, octets.byteOffset, octets.length).toString("hex").toUpperCase();
 
 // ---------------------------------------------------------------------------------------------
 // Codecs

@@ -9,7 +9,7 @@
  * an owner down to the origin included (the empty non-terminals RFC 4592 needs), so a lookup
  * walks the qname's labels, never the records.
  */
-import { isSubdomain, nameFromWire, nameToText, wireLength, type Name } from "./names.ts";
+import { isSubdomain, labelKey, nameFromWire, nameKey, nameToText, wireLength, type Name } from "./names.ts";
 import { RRType, rdataIdentity, rdataToText, typeToText, unstorableType } from "./rdata.ts";
 
 export interface RR {
@@ -77,25 +77,9 @@ interface Node {
   children: number;
 }
 
-/** One single-character string per octet, ASCII letters lowered: the index key alphabet. */
-const KEY_CHARS: string[] = Array.from({ length: 256 }, (_, b) => String.fromCharCode(b >= 0x41 && b <= 0x5a ? b + 0x20 : b));
-/**
- * One label's part of an index key: its length, then its octets lowered, one character each —
- * unambiguous whatever the label holds, and cheap (no text rendering on the answer path).
- */
-function labelKey(label: Uint8Array): string {
-  let key = KEY_CHARS[label.length]!;
-  for (let i = 0; i < label.length; i++) key += KEY_CHARS[label[i]!]!;
-  return key;
-}
-/** Index key of a name: its labels' keys from the first to the last; the root is "". */
 const isWildcardOwner = (name: Name) => name.length > 0 && name[0]!.length === 1 && name[0]![0] === WILDCARD[0];
-
-function keyOf(name: Name): string {
-  let key = "";
-  for (const label of name) key += labelKey(label);
-  return key;
-}
+/** Index key of a name (names.ts nameKey): its labels' keys from the first to the last; the root is "". */
+const keyOf = nameKey;
 const recordId = (rr: { name: Name; type: number }) => `${nameToText(rr.name)} ${typeToText(rr.type)}`;
 
 /** The domain name inside NS, CNAME, MX or SRV record data; null for other types. */
@@ -144,31 +128,30 @@ export class Zone {
 
     const seen = new Map<string, RR>(); // each record by its identity (rdataIdentity), to merge duplicates
     for (const r of records) {
-      const id = recordId(r);
-      if (!isSubdomain(r.name, origin)) throw new ZoneError(`the owner is outside the zone ${nameToText(origin)}`, id);
+      if (!isSubdomain(r.name, origin)) throw new ZoneError(`the owner is outside the zone ${nameToText(origin)}`, recordId(r));
       if (!Number.isInteger(r.ttl) || r.ttl < 0 || r.ttl > MAX_TTL) {
-        throw new ZoneError(`the TTL ${r.ttl} is above ${MAX_TTL} (RFC 2181 section 8)`, id);
+        throw new ZoneError(`the TTL ${r.ttl} is above ${MAX_TTL} (RFC 2181 section 8)`, recordId(r));
       }
       const unstorable = unstorableType(r.type);
       if (unstorable !== null) {
         // Stored by an older Citadel, which took any type: the rest of the zone is still served.
-        if (!loading) throw new ZoneError(unstorable, id);
-        warnings.push(`${id}: ${unstorable}; not served`);
+        if (!loading) throw new ZoneError(unstorable, recordId(r));
+        warnings.push(`${recordId(r)}: ${unstorable}; not served`);
         continue;
       }
       if ((r.type === RRType.NS || r.type === RRType.DS) && isWildcardOwner(r.name)) {
         // RFC 4592 section 4.2 leaves a wildcard delegation undefined, and servers differ: NSD
         // answers NODATA, Knot a referral — a secondary would answer what the primary does not.
         const why = `a wildcard ${typeToText(r.type)} has no defined meaning (RFC 4592 section 4.2): servers answer it differently`;
-        if (!loading) throw new ZoneError(why, id);
-        warnings.push(`${id}: ${why}`); // stored by an older Citadel: still served as it was
+        if (!loading) throw new ZoneError(why, recordId(r));
+        warnings.push(`${recordId(r)}: ${why}`); // stored by an older Citadel: still served as it was
       }
       const node = ensureNode(nodes, r.name, origin);
       const rrset = node.rrsets.get(r.type) ?? [];
       const identity = `${keyOf(node.name)} ${r.type} ${rdataIdentity(r.type, r.rdata)}`;
       const same = seen.get(identity);
       if (same) {
-        warnings.push(`${id}: a duplicate record was merged`);
+        warnings.push(`${recordId(r)}: a duplicate record was merged`);
         same.ttl = Math.min(same.ttl, r.ttl);
         continue;
       }
