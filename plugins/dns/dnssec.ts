@@ -543,13 +543,20 @@ class SignedLayout {
     const origin = zone.origin;
     const soa = zone.soa();
     this.origin = origin;
-    const records = zone.records().filter((r) => !SIGNER_TYPES.has(r.type));
+    const all = zone.records();
+    const records = all.filter((r) => !SIGNER_TYPES.has(r.type));
+    const signerRecords: RR[] = [];
     // The DNSKEY RRset's TTL is the SOA's: what a rollover waits for (dnssec-service.ts dnskeyTtlOf).
-    for (const dnskey of dnskeys) records.push({ name: origin, ttl: soa.ttl, type: TYPE_DNSKEY, rdata: dnskey });
+    for (const dnskey of dnskeys) signerRecords.push({ name: origin, ttl: soa.ttl, type: TYPE_DNSKEY, rdata: dnskey });
     const minimum = new DataView(soa.rdata.buffer, soa.rdata.byteOffset).getUint32(soa.rdata.length - 4);
     const denialTtl = Math.min(soa.ttl, minimum); // RFC 9077: the negative TTL, for NSEC and NSEC3 alike
     // The NSEC3 family's TTL for NSEC3PARAM too, which only servers read (RFC 5155 section 4).
-    if (denial.mode === "nsec3") records.push({ name: origin, ttl: denialTtl, type: TYPE_NSEC3PARAM, rdata: nsec3paramRdata(denial.params) });
+    if (denial.mode === "nsec3") signerRecords.push({ name: origin, ttl: denialTtl, type: TYPE_NSEC3PARAM, rdata: nsec3paramRdata(denial.params) });
+    records.push(...signerRecords);
+    // The zone built and checked already, with the signer's records put in (its nodes shared);
+    // built again only when it stores signer types of its own, which must go.
+    const serve = (added: RR[]) =>
+      records.length - signerRecords.length === all.length ? zone.withSignerRecords([...signerRecords, ...added]) : Zone.build(origin, [...records, ...added], { loading: true });
     this.cuts = delegations(records, origin);
     // The authoritative owners and their types; at a cut only NS and DS are the parent's.
     const types = new Map<string, { name: Name; types: Set<number> }>();
@@ -579,7 +586,7 @@ class SignedLayout {
         rdata: nsecRdata(owners[(i + 1) % owners.length]!.name, [...owner.types, TYPE_RRSIG, TYPE_NSEC]),
       }));
       this.chain = new NsecChain(nsecs);
-      this.served = Zone.build(origin, [...records, ...nsecs], { loading: true });
+      this.served = serve(nsecs);
     } else {
       // RFC 5155 section 7.1: every name that exists, empty non-terminals and unsigned delegations
       // too (no opt-out); the types at the name, RRSIG where an RRset there is signed (not at an
@@ -590,7 +597,7 @@ class SignedLayout {
       }));
       for (const name of emptyNonTerminals) names.push({ name, types: new Set() });
       this.chain = new Nsec3Chain(origin, denial.params, names, denialTtl);
-      this.served = Zone.build(origin, records, { loading: true });
+      this.served = serve([]);
     }
     this.rrsets = rrsetsOf(this.served.records());
   }

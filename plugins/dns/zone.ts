@@ -297,6 +297,38 @@ export class Zone {
     return new Zone(this.origin, nodes, record, [...this.warnings]);
   }
 
+  /**
+   * This zone with a signer's records put in (DNSKEY and NSEC3PARAM at the apex, an NSEC at an
+   * owner): what a signed zone serves, without building and checking the whole zone again (a
+   * third of the time a signed zone of 10,000 names took to build at each change). The other
+   * nodes are shared with this zone, which does not change. Each record's owner must be a name
+   * of the zone that holds records (a ZoneError otherwise: Zone.build is the one that makes
+   * nodes); one already in an RRset of its type is merged, the RRset taking the smallest TTL, as
+   * Zone.build does.
+   */
+  withSignerRecords(added: readonly RR[]): Zone {
+    const nodes = new Map(this.nodes);
+    const copied = new Set<string>();
+    for (const rr of added) {
+      const key = keyOf(rr.name);
+      let node = nodes.get(key);
+      if (node === undefined || node.rrsets.size === 0) throw new ZoneError("a signer's record is put only at an owner of the zone", recordId(rr));
+      if (!copied.has(key)) {
+        node = { ...node, rrsets: new Map(node.rrsets) };
+        nodes.set(key, node);
+        copied.add(key);
+      }
+      const set = node.rrsets.get(rr.type) ?? [];
+      const ttl = Math.min(rr.ttl, ...set.map((r) => r.ttl));
+      const merged = set.map((r) => (r.ttl === ttl ? r : Object.freeze({ ...r, ttl })));
+      const duplicate = set.some((r) => Buffer.from(r.rdata.buffer, r.rdata.byteOffset, r.rdata.length).equals(rr.rdata));
+      if (!duplicate) merged.push(Object.freeze({ name: node.name, ttl, type: rr.type, rdata: rr.rdata }));
+      node.rrsets.set(rr.type, merged);
+    }
+    const soa = nodes.get(this.originKey)!.rrsets.get(RRType.SOA)![0]!;
+    return new Zone(this.origin, nodes, soa, [...this.warnings]);
+  }
+
   /** True when this zone delegates `name` or a name above it (NS records below the apex): it lies beyond a zone cut. */
   delegates(name: Name): boolean {
     for (let length = this.origin.length + 1; length <= name.length; length++) {
