@@ -49,7 +49,7 @@ function dnssecSignzone(records: RR[]): number | null {
     const file = join(dir, "zone");
     writeFileSync(file, records.map((r) => rrToText(r).replace(/^(\S+) (\d+) /, "$1 $2 IN ")).join("\n") + "\n");
     const started = performance.now();
-    const args = ["dnssec-signzone", "-K", dir, "-S", "-z", "-o", "bench.test.", ...(values.nsec3 ? ["-3", "-"] : []), "-f", join(dir, "signed"), file];
+    const args = ["dnssec-signzone", "-K", dir, "-d", dir, "-S", "-z", "-o", "bench.test.", ...(values.nsec3 ? ["-3", "-"] : []), "-f", join(dir, "signed"), file];
     const run = Bun.spawnSync(args);
     if (run.exitCode !== 0) return null;
     return performance.now() - started;
