@@ -19,7 +19,7 @@
  * Signing is node:crypto's, synchronous: a zone is signed where it is built, off the answer path.
  */
 import { createHash, createPrivateKey, generateKeyPairSync, sign, type KeyObject } from "node:crypto";
-import { lowerName, nameFromWire, nameToText, nameToWire, type Name } from "./names.ts";
+import { lowerName, nameFromWire, nameKey, nameToWire, type Name } from "./names.ts";
 import { Nsec3Chain, nsec3paramRdata, TYPE_NSEC3, TYPE_NSEC3PARAM, type ChainName, type Nsec3Params } from "./nsec3.ts";
 import { RRType } from "./rdata.ts";
 import { typeBitmap } from "./type-bitmap.ts";
@@ -277,7 +277,8 @@ export function nsecRdata(next: Name, types: Iterable<number>): Uint8Array {
 // ---------------------------------------------------------------------------------------------
 // A signed zone
 
-const keyOf = (name: Name) => nameToText(lowerName(name));
+/** The key of a name in the signer's maps (names.ts nameKey: case-insensitive, not for display). */
+const keyOf = nameKey;
 
 /** How a signed zone proves names and types absent: its NSEC chain (RFC 4034), or NSEC3 with these parameters (RFC 5155). */
 export type Denial = { mode: "nsec" } | { mode: "nsec3"; params: Nsec3Params };
@@ -331,11 +332,11 @@ export class ZoneSignatures {
 
   constructor(
     readonly origin: Name,
-    /** RRSIGs by `owner type` (owner lower-case text). */
+    /** RRSIGs by `owner type` (the owner by its key, names.ts nameKey). */
     private readonly sigs: Map<string, RR[]>,
     /** The NSEC or NSEC3 chain: what proves names and types absent (the zone's denial of existence). */
     readonly chain: DenialChain,
-    /** Every name of the zone that exists (owners and the empty non-terminals above them), lower-case text; not below a cut. */
+    /** Every name of the zone that exists (owners and the empty non-terminals above them), by their keys (nameKey); not below a cut. */
     private readonly existing: Set<string>,
     /** The DS RRsets at the delegations, by owner (a referral carries them). */
     private readonly dsSets: Map<string, RR[]>,
@@ -466,7 +467,11 @@ export function signZone(zone: Zone, keys: readonly SigningKey[], now: number, p
 /** What an RRSIG over the RRset covers besides its own fields: owner and type, the TTL, the canonical data in order. */
 function canonicalContent(rrset: readonly RR[]): string {
   const first = rrset[0]!;
-  const data = rrset.map((r) => Buffer.from(canonicalRdata(first.type, r.rdata)).toString("hex")).sort();
+  // latin1: one character per octet (made a few times faster than hex). Each record's octets are
+  // length-prefixed: they may hold a space, and joined bare two different RRsets could read the
+  // same — a change would keep an RRSIG that no longer verifies (found in review: TXT "a" "b…"
+  // against one record whose second string's length octet is 0x20).
+  const data = rrset.map((r) => { const c = canonicalRdata(first.type, r.rdata); return `${c.length}:${Buffer.from(c.buffer, c.byteOffset, c.length).toString("latin1")}`; }).sort();
   return `${first.ttl} ${data.join(" ")}`;
 }
 
@@ -531,7 +536,7 @@ const rrsetKey = (r: RR) => `${keyOf(r.name)} ${r.type}`;
 class SignedLayout {
   private readonly origin: Name;
   private readonly cuts: Set<string>;
-  /** Every name that exists (lower-case text): the authoritative owners and the empty non-terminals above them. */
+  /** Every name that exists (by its key, nameKey): the authoritative owners and the empty non-terminals above them. */
   private readonly existing = new Set<string>();
   private readonly chain: DenialChain;
   private readonly served: Zone;
@@ -541,13 +546,20 @@ class SignedLayout {
     const origin = zone.origin;
     const soa = zone.soa();
     this.origin = origin;
-    const records = zone.records().filter((r) => !SIGNER_TYPES.has(r.type));
+    const all = zone.records();
+    const records = all.filter((r) => !SIGNER_TYPES.has(r.type));
+    const signerRecords: RR[] = [];
     // The DNSKEY RRset's TTL is the SOA's: what a rollover waits for (dnssec-service.ts dnskeyTtlOf).
-    for (const dnskey of dnskeys) records.push({ name: origin, ttl: soa.ttl, type: TYPE_DNSKEY, rdata: dnskey });
+    for (const dnskey of dnskeys) signerRecords.push({ name: origin, ttl: soa.ttl, type: TYPE_DNSKEY, rdata: dnskey });
     const minimum = new DataView(soa.rdata.buffer, soa.rdata.byteOffset).getUint32(soa.rdata.length - 4);
     const denialTtl = Math.min(soa.ttl, minimum); // RFC 9077: the negative TTL, for NSEC and NSEC3 alike
     // The NSEC3 family's TTL for NSEC3PARAM too, which only servers read (RFC 5155 section 4).
-    if (denial.mode === "nsec3") records.push({ name: origin, ttl: denialTtl, type: TYPE_NSEC3PARAM, rdata: nsec3paramRdata(denial.params) });
+    if (denial.mode === "nsec3") signerRecords.push({ name: origin, ttl: denialTtl, type: TYPE_NSEC3PARAM, rdata: nsec3paramRdata(denial.params) });
+    records.push(...signerRecords);
+    // The zone built and checked already, with the signer's records put in (its nodes shared);
+    // built again only when it stores signer types of its own, which must go.
+    const serve = (added: RR[]) =>
+      records.length - signerRecords.length === all.length ? zone.withSignerRecords([...signerRecords, ...added]) : Zone.build(origin, [...records, ...added], { loading: true });
     this.cuts = delegations(records, origin);
     // The authoritative owners and their types; at a cut only NS and DS are the parent's.
     const types = new Map<string, { name: Name; types: Set<number> }>();
@@ -577,7 +589,7 @@ class SignedLayout {
         rdata: nsecRdata(owners[(i + 1) % owners.length]!.name, [...owner.types, TYPE_RRSIG, TYPE_NSEC]),
       }));
       this.chain = new NsecChain(nsecs);
-      this.served = Zone.build(origin, [...records, ...nsecs], { loading: true });
+      this.served = serve(nsecs);
     } else {
       // RFC 5155 section 7.1: every name that exists, empty non-terminals and unsigned delegations
       // too (no opt-out); the types at the name, RRSIG where an RRset there is signed (not at an
@@ -588,7 +600,7 @@ class SignedLayout {
       }));
       for (const name of emptyNonTerminals) names.push({ name, types: new Set() });
       this.chain = new Nsec3Chain(origin, denial.params, names, denialTtl);
-      this.served = Zone.build(origin, records, { loading: true });
+      this.served = serve([]);
     }
     this.rrsets = rrsetsOf(this.served.records());
   }
@@ -653,7 +665,7 @@ export function decodeRrsigs(stored: Uint8Array): RR[] {
   return out;
 }
 
-/** The owners of NS records below the apex (lower-case text). */
+/** The owners of NS records below the apex, by their keys (nameKey). */
 function delegations(records: readonly RR[], origin: Name): Set<string> {
   const cuts = new Set<string>();
   for (const r of records) if (r.type === RRType.NS && r.name.length > origin.length) cuts.add(keyOf(r.name));

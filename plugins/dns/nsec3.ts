@@ -13,7 +13,7 @@
  * name the zone does not have (NXDOMAIN, or the wildcard's data), so the chain is kept apart
  * from the zone's nodes (dnssec.ts ZoneSignatures), and transfers carry it beside them.
  */
-import { lowerName, nameToText, nameToWire, type Name } from "./names.ts";
+import { lowerName, nameKey, nameToText, nameToWire, type Name } from "./names.ts";
 import { typeBitmap, typesOfBitmap } from "./type-bitmap.ts";
 import type { RR } from "./zone.ts";
 
@@ -132,7 +132,8 @@ export class Nsec3CollisionError extends Error {
   }
 }
 
-const keyOf = (name: Name) => nameToText(lowerName(name));
+const keyOf = nameKey;
+const textOf = (name: Name) => nameToText(lowerName(name));
 const labelOf = (text: string) => Uint8Array.from(text, (c) => c.charCodeAt(0));
 
 /** A name of the zone that exists, and the types an NSEC3 lists for it (none for an empty non-terminal). */
@@ -169,7 +170,7 @@ export class Nsec3Chain {
     });
     hashed.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
     for (let i = 1; i < hashed.length; i++) {
-      if (hashed[i]!.key === hashed[i - 1]!.key) throw new Nsec3CollisionError([keyOf(hashed[i - 1]!.entry.name), keyOf(hashed[i]!.entry.name)]);
+      if (hashed[i]!.key === hashed[i - 1]!.key) throw new Nsec3CollisionError([textOf(hashed[i - 1]!.entry.name), textOf(hashed[i]!.entry.name)]);
     }
     this.keys = hashed.map((h) => h.key);
     this.chain = hashed.map((h, i) => ({

@@ -201,11 +201,11 @@ const NAMES_AND_NUMBERS = new Set([2, 3, 4, 5, 6, 7, 8, 9, 12, 14, 15, 17, 18, 2
 
 /** What makes two records of `type` the same record: their octets, names compared without case. */
 export function rdataIdentity(type: number, wire: Uint8Array): string {
-  if (!NAMES_AND_NUMBERS.has(type)) return hex(wire);
+  if (!NAMES_AND_NUMBERS.has(type)) return octets(wire);
   try {
     return rdataToText(type, wire).toLowerCase();
   } catch (e) {
-    if (e instanceof RdataError) return hex(wire); // damaged octets (an older Citadel's): as they are
+    if (e instanceof RdataError) return octets(wire); // damaged octets (an older Citadel's): as they are
     throw e;
   }
 }
@@ -411,7 +411,9 @@ class Reader {
   }
 }
 
-const hex = (octets: Uint8Array) => Array.from(octets, (b) => b.toString(16).padStart(2, "0").toUpperCase()).join("");
+/** The octets as a string of one character each: an identity compared, never shown (half hex's length, made faster). */
+const octets = (wire: Uint8Array) => "#" + Buffer.from(wire.buffer, wire.byteOffset, wire.length).toString("latin1");
+const hex = (octets: Uint8Array) => Buffer.from(octets.buffer, octets.byteOffset, octets.length).toString("hex").toUpperCase();
 
 // ---------------------------------------------------------------------------------------------
 // Codecs

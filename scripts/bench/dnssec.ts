@@ -1,0 +1,93 @@
+/**
+ * What a change to a large signed zone costs on the event loop, in process: a zone of N names
+ * (one A each) signed whole, then one-record changes — an address updated, a name added, a name
+ * removed (the last two move the NSEC or NSEC3 chain) — each built (Zone.build, as the service
+ * does) and signed keeping the signatures before it (signZone with `previous`, as every change
+ * does). The reference in the same run: the same zone signed whole, and BIND's dnssec-signzone
+ * of it when installed. CPU time (this process's user + system) per step, the median of the
+ * changes made.
+ *
+ *   bun scripts/bench/dnssec.ts [--names 10000,50000] [--changes 9] [--nsec3]
+ */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { generateSigningKey, signaturesOf, signingKeyFrom, signZone, type Denial } from "../../plugins/dns/dnssec.ts";
+import { RFC9276_PARAMS } from "../../plugins/dns/nsec3.ts";
+import { parseName } from "../../plugins/dns/names.ts";
+import { parseRdata, RRType } from "../../plugins/dns/rdata.ts";
+import { rrToText, Zone, type RR } from "../../plugins/dns/zone.ts";
+
+const { values } = parseArgs({ options: { names: { type: "string", default: "10000,50000" }, changes: { type: "string", default: "9" }, nsec3: { type: "boolean", default: false } } });
+const sizes = values.names!.split(",").map(Number);
+const changes = Number(values.changes);
+const denial: Denial = values.nsec3 ? { mode: "nsec3", params: RFC9276_PARAMS } : { mode: "nsec" };
+const origin = parseName("bench.test.", null);
+const key = signingKeyFrom(generateSigningKey().pkcs8);
+
+const soa = (serial: number): RR => ({ name: origin, ttl: 3600, type: RRType.SOA, rdata: parseRdata(RRType.SOA, ["ns1.example.net.", "hostmaster.bench.test.", String(serial), "3600", "900", "1209600", "300"], origin) });
+const a = (owner: string, address: string): RR => ({ name: parseName(owner, origin), ttl: 300, type: RRType.A, rdata: parseRdata(RRType.A, [address], origin) });
+const address = (i: number) => `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
+
+/** CPU milliseconds `fn` takes (user + system: what it holds the event loop for, less any wait). */
+function cpu<T>(fn: () => T): { ms: number; result: T } {
+  const before = process.cpuUsage();
+  const result = fn();
+  const used = process.cpuUsage(before);
+  return { ms: (used.user + used.system) / 1000, result };
+}
+const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
+
+function dnssecSignzone(records: RR[]): number | null {
+  const which = Bun.spawnSync(["sh", "-c", "command -v dnssec-signzone"]);
+  if (which.exitCode !== 0) return null;
+  const dir = mkdtempSync(join(tmpdir(), "citadel-bench-dnssec-"));
+  try {
+    const keygen = Bun.spawnSync(["dnssec-keygen", "-K", dir, "-a", "ECDSAP256SHA256", "-f", "KSK", "bench.test."]);
+    if (keygen.exitCode !== 0) return null;
+    const file = join(dir, "zone");
+    writeFileSync(file, records.map((r) => rrToText(r).replace(/^(\S+) (\d+) /, "$1 $2 IN ")).join("\n") + "\n");
+    const started = performance.now();
+    const args = ["dnssec-signzone", "-K", dir, "-d", dir, "-S", "-z", "-o", "bench.test.", ...(values.nsec3 ? ["-3", "-"] : []), "-f", join(dir, "signed"), file];
+    const run = Bun.spawnSync(args);
+    if (run.exitCode !== 0) return null;
+    return performance.now() - started;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+console.log(`Bun ${Bun.version}, ${values.nsec3 ? "NSEC3 (RFC 9276: no salt, 0 iterations)" : "NSEC"}, one key (ECDSAP256SHA256), CPU ms (median of ${changes} changes of each kind)\n`);
+console.log("| names | Zone.build | sign whole | dnssec-signzone (wall) | update an A: build + sign | add a name: build + sign | remove a name: build + sign |");
+console.log("|---:|---:|---:|---:|---:|---:|---:|");
+for (const size of sizes) {
+  const data = new Map<string, RR>();
+  data.set("ns", { name: origin, ttl: 3600, type: RRType.NS, rdata: parseRdata(RRType.NS, ["ns1.example.net."], origin) });
+  for (let i = 0; i < size; i++) data.set(`host${i}`, a(`host${i}`, address(i)));
+  let serial = 1;
+  const build = () => Zone.build(origin, [soa(serial), ...data.values()], { loading: true });
+  const built = cpu(build);
+  const whole = cpu(() => signZone(built.result, [key], Date.now(), undefined, denial));
+  let served = whole.result;
+  const step = (change: () => void) => {
+    change();
+    serial++;
+    const { ms, result } = cpu(() => signZone(build(), [key], Date.now(), signaturesOf(served), denial));
+    served = result;
+    return ms;
+  };
+  const kinds = {
+    update: [] as number[],
+    add: [] as number[],
+    remove: [] as number[],
+  };
+  for (let i = 0; i < changes; i++) {
+    kinds.update.push(step(() => data.set(`host${i * 7}`, a(`host${i * 7}`, address(size + i)))));
+    kinds.add.push(step(() => data.set(`new${i}`, a(`new${i}`, "192.0.2.1"))));
+    kinds.remove.push(step(() => data.delete(`host${i * 11 + 1}`)));
+  }
+  const signzone = dnssecSignzone([soa(serial), ...data.values()]);
+  const f = (ms: number) => ms.toFixed(1);
+  console.log(`| ${size.toLocaleString("en")} | ${f(built.ms)} | ${f(whole.ms)} | ${signzone === null ? "—" : f(signzone)} | ${f(median(kinds.update))} | ${f(median(kinds.add))} | ${f(median(kinds.remove))} |`);
+}
