@@ -822,6 +822,7 @@ export class MeshService {
       exit_node: exits.serving.has(n.id),
       exit_via: n.exit_node_id === null ? null : (exits.names.get(n.exit_node_id) ?? n.exit_node_id),
       exit_via_usable: exits.using.has(n.id),
+      exit_refused: n.exit_node_id === null ? null : (n.exit_refused ?? null),
       state: (n.disabled ? "disabled" : n.expires_at !== null && n.expires_at <= now ? "expired" : "active") as "disabled" | "expired" | "active",
       expires_at: iso(n.expires_at),
       applied_version: n.applied_version,
@@ -1124,7 +1125,7 @@ export class MeshService {
    * agent goes back to the one they do. The operator's cancel stands: the report does not
    * complete a rotation the control plane no longer has.
    */
-  async applied(node: sql.NodeRow, request: AuditRequestContext, version: number, publicKey: string) {
+  async applied(node: sql.NodeRow, request: AuditRequestContext, version: number, publicKey: string, exitRefused?: string | null) {
     const now = this.now();
     const completes = node.next_public_key !== null && publicKey === node.next_public_key;
     const done = await this.write(completes ? node.network_id : null, (tx) => {
@@ -1134,7 +1135,7 @@ export class MeshService {
         throw new HttpProblem(409, "key_mismatch", "That is neither this node's key nor the one it is rotating to (the rotation was cancelled, given up or ended by a disable): go back to the node's key.");
       }
       // A version the network never had is not believed (it would make this node look ready for any rotation).
-      sql.recordApplied(tx, node.id, Math.min(version, sql.networkVersion(tx, node.network_id) ?? 0), now);
+      sql.recordApplied(tx, node.id, Math.min(version, sql.networkVersion(tx, node.network_id) ?? 0), now, exitRefused === undefined ? undefined : printableReport(exitRefused));
       if (!completes) return false;
       // Only the key columns, and only if the rotation is still the one this request saw.
       if (!sql.completeRotation(tx, node.id, publicKey, now)) return false;
@@ -1593,4 +1594,15 @@ function sentPersonal(input: Enrollment): Record<string, string> {
   if (typeof input.name === "string") personal.node = input.name;
   if (typeof input.endpoint === "string" && input.endpoint !== "") personal.endpoint = input.endpoint;
   return personal;
+}
+
+/**
+ * A node's own text (its exit_refused), as stored and shown to operators: without control
+ * characters (C0, C1, and the bidirectional overrides a terminal would act on), so that a node
+ * token's holder cannot write escape sequences into an operator's terminal or log.
+ */
+function printableReport(text: string | null): string | null {
+  if (text === null) return null;
+  const clean = text.replace(/[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, " ").trim();
+  return clean === "" ? null : clean;
 }

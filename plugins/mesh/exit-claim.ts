@@ -1,0 +1,107 @@
+/**
+ * Which agent of this host routes its internet through an exit node: at most one (a host sends
+ * its internet through one exit node; exit-routing.ts says why two cannot share it).
+ *
+ * The claim is a flock(2) on a file of a root-owned runtime directory, held by the agent for as
+ * long as its exit routing is on the host. The kernel decides who holds it, atomically — two
+ * agents starting at the same instant cannot both pass (a look at the host's rules and then a
+ * write could) — and lets it go when the holder's process ends, however it ends (`kill -9`
+ * included): exit rules on the host whose agent holds no claim are a dead agent's, which the
+ * next agent to take the claim removes (it holds the claim, so no running agent of this version
+ * can own them) before it puts its own in. A dead agent's rules stay in the meantime, routing as
+ * they did (through its tunnel, which outlives the agent): nothing is torn down before another
+ * agent takes its place.
+ *
+ * Routing rules are per network namespace, so the claim is too: its file is named after the
+ * namespace the agent's commands run in (`/proc/self/ns/net` of a command it runs), so agents
+ * in two namespaces of one machine (containers, tests) never refuse each other.
+ */
+import { lstatSync, mkdirSync, readlinkSync } from "node:fs";
+import { join } from "node:path";
+import { holdFileLock, type HeldLock } from "../../src/file-lock.ts";
+import type { RunCommand } from "./device.ts";
+
+/** Where the claims live: a runtime directory (gone at reboot, as the rules are). */
+export const EXIT_CLAIM_DIRECTORY = "/run/citadel-mesh";
+
+/** Who holds a claim, written into its file for the agent refused. */
+export interface ExitHolder {
+  pid: number;
+  interface: string;
+  network: string;
+  node: string;
+}
+
+export type ClaimAnswer =
+  /** This agent holds the claim: the host's exit routing is its alone. */
+  | { held: true }
+  /** Another running agent holds it; `holder` describes it for the refusal. */
+  | { held: false; holder: string }
+  /** No C library to ask for flock: no claim can be made (the caller falls back to a look at the rules). */
+  | { held: null };
+
+export class ExitClaim {
+  private lock: HeldLock | null = null;
+  private path: string | null = null;
+
+  constructor(private readonly options: { directory?: string; run: RunCommand }) {}
+
+  /** Whether this agent holds the claim now. */
+  get held(): boolean {
+    return this.lock !== null;
+  }
+
+  /** Takes the claim (kept when held already). Throws when the directory cannot hold one safely. */
+  async take(holder: ExitHolder): Promise<ClaimAnswer> {
+    if (this.lock !== null) return { held: true };
+    const path = this.path ?? (this.path = join(claimDirectory(this.options.directory ?? EXIT_CLAIM_DIRECTORY), `exit-node.net-${await namespaceOf(this.options.run)}.lock`));
+    const taken = holdFileLock(path, `${JSON.stringify(holder)}\n`);
+    if (taken === null) return { held: null };
+    if ("heldBy" in taken) return { held: false, holder: describeHolder(taken.heldBy) };
+    this.lock = taken;
+    return { held: true };
+  }
+
+  /** Lets the claim go (once this agent's exit rules are off the host). */
+  release(): void {
+    this.lock?.release();
+    this.lock = null;
+  }
+}
+
+/**
+ * The directory, made (0700) when missing, and refused unless it is a directory of this user's
+ * that no one else may write to: another user able to put a file there could hold the claim and
+ * keep this host's agents from their exit node, their internet then going out directly.
+ */
+function claimDirectory(directory: string): string {
+  mkdirSync(directory, { recursive: true, mode: 0o700 });
+  const stat = lstatSync(directory);
+  const uid = process.getuid?.();
+  if (!stat.isDirectory() || (uid !== undefined && stat.uid !== uid) || (stat.mode & 0o022) !== 0) {
+    throw new Error(`${directory} is not a directory of this user's that only it may write to: it cannot hold the claim on this host's exit routing (remove it, or chown it and chmod go-w)`);
+  }
+  return directory;
+}
+
+/**
+ * The network namespace the agent's commands run in, by its inode (`net:[4026531840]`): asked of
+ * a command run as the others are (readlink in a test's namespace), else this process's own.
+ */
+async function namespaceOf(run: RunCommand): Promise<string> {
+  const asked = await run(["readlink", "/proc/self/ns/net"]).catch(() => null);
+  const text = asked?.code === 0 ? asked.stdout : readlinkSync("/proc/self/ns/net");
+  const inode = /^net:\[(\d+)\]/.exec(text.trim())?.[1];
+  if (inode === undefined) throw new Error(`cannot tell this host's network namespace (${JSON.stringify(text.trim())}): the exit node's claim is not taken`);
+  return inode;
+}
+
+/** "the agent of wgc-b (node web1 of network b, pid 123)", from what the holder wrote. */
+function describeHolder(line: string): string {
+  try {
+    const holder = JSON.parse(line) as ExitHolder;
+    return `the agent of ${holder.interface} (node ${holder.node} of network ${holder.network}, pid ${holder.pid})`;
+  } catch {
+    return "another mesh agent"; // it has locked and not yet written its line
+  }
+}
