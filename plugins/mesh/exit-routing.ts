@@ -18,7 +18,9 @@
  * and the rules name the table's number as their fwmark — the node's listen port, which no other
  * interface on the host can have — so that the agent of one interface never takes another's for
  * its own (a host in two networks runs two agents). What the config no longer asks for (the node
- * stopped using an exit node, its listen port changed) is removed.
+ * stopped using an exit node, its listen port changed) is removed. Another interface's exit rules
+ * are refused — or, when the caller holds the host's exit claim (exit-claim.ts), removed as a
+ * dead agent's.
  */
 import { formatIp, type IpAddress } from "../../src/net/ip.ts";
 import { DeviceCommandError, MESH_ROUTE_PROTOCOL, mustRun, readDevice, type RunCommand } from "./device.ts";
@@ -183,8 +185,8 @@ function refuseAnotherExit(name: string, rules: readonly KernelRule[], ours: Rea
   if (others.length === 0) return;
   throw new ExitRoutingConflictError(
     `another mesh interface of this host routes through an exit node (its policy rules, fwmark ${others.join(", ")}, at priorities ${priorities.join(" and ")}): ` +
-      `${name} cannot use one as well, as each interface's rules would send the other's own WireGuard packets into its tunnel. Its exit routing was left as it was; ` +
-      "choose no exit node on one of the two (citadel mesh exit-node --none): a host sends its internet through one exit node",
+      `${name} cannot use one as well, as each interface's rules would send the other's own WireGuard packets into its tunnel. Its exit routing was left as it was (tried again at every round); ` +
+      "choose no exit node on one of the two (citadel mesh exit-node --none), or remove the other's rules if its agent is gone: a host sends its internet through one exit node",
   );
 }
 
