@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { DATA_DIRECTORY_LOCK, FileLockTimeout, lockDataDirectory, withFileLock } from "../../src/file-lock.ts";
+import { DATA_DIRECTORY_LOCK, FileLockTimeout, holdFileLock, lockDataDirectory, withFileLock } from "../../src/file-lock.ts";
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -153,5 +153,29 @@ describe("a lock taken for an instant (found in review: a client's probe of the 
       long.kill();
       await long.exited;
     }
+  });
+});
+
+describe("holdFileLock (a lock standing for something else: the host's exit routing)", () => {
+  test("one holder of an open file at a time, even in one process; the refused read the holder's line; released, the file goes and the next one takes it", () => {
+    const path = place();
+    const first = holdFileLock(path, "first\n");
+    if (first === null || "heldBy" in first) throw new Error("not held");
+    expect(holdFileLock(path, "second\n")).toEqual({ heldBy: "first\n" });
+    first.release();
+    first.release(); // twice is harmless
+    expect(existsSync(path)).toBe(false);
+    const second = holdFileLock(path, "second\n");
+    if (second === null || "heldBy" in second) throw new Error("not held");
+    expect(readFileSync(path, "utf8")).toBe("second\n");
+    second.release();
+  });
+
+  test("a link at its path is not followed", () => {
+    const path = place();
+    writeFileSync(`${path}.target`, "x");
+    symlinkSync(`${path}.target`, path);
+    expect(() => holdFileLock(path, "me\n")).toThrow();
+    expect(readFileSync(`${path}.target`, "utf8")).toBe("x");
   });
 });
