@@ -119,8 +119,6 @@ export class Agent {
   private exitRefused: string | null = null;
   /** What the control plane last heard of it (see report); undefined before the first report. */
   private reportedExitRefused: string | null | undefined = undefined;
-  /** The claim's directory could not be used: said once, the rules then looked at instead. */
-  private warnedClaim = false;
 
   constructor(private readonly options: AgentOptions) {
     this.state = readState(options.stateDir);
@@ -710,22 +708,31 @@ export class Agent {
 
   /**
    * Takes (or keeps) the host's exit claim (exit-claim.ts); the refusal's reason when another
-   * running agent holds it, null otherwise. Where no claim can be made (no flock, or its
-   * directory unfit, said once), null too: the rules on the host are then looked at instead.
+   * running agent holds it, or when no claim can be taken here (its directory unfit: not root's,
+   * writable by others, on a read-only file system), null when it is held. The latter fails
+   * closed: an agent that routed without the claim could not tell a running holder's rules from
+   * none (two starting at once would both route), and the holder, taking its rules for a dead
+   * agent's, would delete them while it runs (found in review). Only where there is no flock to
+   * ask at all (no C library) is the answer null too: no agent of the host can hold a claim then,
+   * and each looks at the host's rules instead, as before claims.
    */
   private async claimExit(doc: ConfigDocument, name: string): Promise<string | null> {
+    const retried = `this agent tries again at every round, every ${doc.poll_seconds} s`;
     let answer: Awaited<ReturnType<ExitClaim["take"]>>;
     try {
       answer = await this.exitClaim.take({ pid: process.pid, interface: name, network: this.state.network, node: this.state.name });
     } catch (error) {
-      if (!this.warnedClaim) this.options.err(`mesh agent: ${error instanceof Error ? error.message : String(error)}; another agent's exit rules on this host are refused, as before claims, and a dead agent's must be removed by hand`);
-      this.warnedClaim = true;
-      return null;
+      const why = (error instanceof Error ? error.message : String(error)).replace(/\.$/, "");
+      return (
+        `cannot take the host's exit claim: ${why}; ${name} uses no exit node until it can (${retried}). ` +
+        `fix: ${this.exitClaim.directory} must be a directory of root's, writable by no one else, on a writable file system ` +
+        "(the agent's systemd unit makes it with RuntimeDirectory=citadel-mesh: a unit copied from an older Citadel lacks that line)"
+      );
     }
     if (answer.held !== false) return null;
     return (
       `${answer.holder} routes this host's internet through an exit node, and a host sends its internet through one: ` +
-      `${name} uses none until that agent lets it go (this agent tries again at every round, every ${doc.poll_seconds} s); ` +
+      `${name} uses none until that agent lets it go (${retried}); ` +
       "until then this node's internet goes out directly. Choose no exit node on one of the two (citadel mesh exit-node --none)"
     );
   }
@@ -734,7 +741,7 @@ export class Agent {
   private noteExitRefused(name: string, reason: string | null): void {
     if (reason === this.exitRefused) return;
     if (reason !== null) this.options.err(`mesh agent: ${reason}`);
-    else if (this.exitRefused !== null) this.options.err(`mesh agent: ${name} now routes this host's internet through its exit node (the other agent let it go)`);
+    else if (this.exitRefused !== null) this.options.err(`mesh agent: ${name} now routes this host's internet through its exit node (refused until now)`);
     this.exitRefused = reason;
   }
 

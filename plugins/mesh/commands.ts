@@ -101,7 +101,7 @@ function routesColumn(n: NodeView): string {
   const notes = [
     ...(n.masquerade_routes ? ["masquerading"] : []),
     ...(n.exit_node ? ["exit node"] : []),
-    ...(n.exit_via ? [`exit via ${n.exit_via}${n.exit_via_usable ? "" : " (not usable: blocked)"}${n.exit_refused ? " (refused on its host: another agent there uses an exit node)" : ""}`] : []),
+    ...(n.exit_via ? [`exit via ${n.exit_via}${n.exit_via_usable ? "" : " (not usable: blocked)"}${n.exit_refused ? " (refused on its host: exit_refused in --json says why)" : ""}`] : []),
   ];
   return [parts.join(",") || "-", ...notes].join(", ");
 }

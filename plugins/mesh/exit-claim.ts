@@ -46,6 +46,11 @@ export class ExitClaim {
 
   constructor(private readonly options: { directory?: string; run: RunCommand }) {}
 
+  /** Where the claim is kept (for a message naming it). */
+  get directory(): string {
+    return this.options.directory ?? EXIT_CLAIM_DIRECTORY;
+  }
+
   /** Whether this agent holds the claim now. */
   get held(): boolean {
     return this.lock !== null;
@@ -54,7 +59,7 @@ export class ExitClaim {
   /** Takes the claim (kept when held already). Throws when the directory cannot hold one safely. */
   async take(holder: ExitHolder): Promise<ClaimAnswer> {
     if (this.lock !== null) return { held: true };
-    const path = this.path ?? (this.path = join(claimDirectory(this.options.directory ?? EXIT_CLAIM_DIRECTORY), `exit-node.net-${await namespaceOf(this.options.run)}.lock`));
+    const path = this.path ?? (this.path = join(claimDirectory(this.directory), `exit-node.net-${await namespaceOf(this.options.run)}.lock`));
     const taken = holdFileLock(path, `${JSON.stringify(holder)}\n`);
     if (taken === null) return { held: null };
     if ("heldBy" in taken) return { held: false, holder: describeHolder(taken.heldBy) };

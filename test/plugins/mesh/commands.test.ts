@@ -205,8 +205,8 @@ describe("subnet routes", () => {
     expect(lines.find((l) => l.startsWith("exit"))).toContain(" -, exit node ");
     expect(lines.find((l) => l.startsWith("laptop"))).toContain(" -, exit via exit ");
     expect(lines.find((l) => l.startsWith("cut"))).toContain(" -, exit via exit (not usable: blocked) ");
-    // Its agent reports that another agent of its host routes through an exit node (one per host).
-    expect(lines.find((l) => l.startsWith("second"))).toContain(" -, exit via exit (refused on its host: another agent there uses an exit node) ");
+    // Its agent reports why its host does not route through its exit node (another agent there does: one per host).
+    expect(lines.find((l) => l.startsWith("second"))).toContain(" -, exit via exit (refused on its host: exit_refused in --json says why) ");
   });
 
   test("mesh routes without --advertise is a usage error", async () => {

@@ -6,7 +6,7 @@
  * its config, reports why it does not, and takes over once the first lets go — or dies.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Agent } from "../../../plugins/mesh/agent.ts";
@@ -72,7 +72,7 @@ describe.skipIf(!ip || !wg || !isRoot || !kernelOrUserspace)("one exit-node user
       ...(exit ? { exit: { via: "egress" } } : {}),
     });
     const said: string[] = [];
-    const agent = () => new Agent({ stateDir: state.dir, dryRun: false, firewall: false, err: (text) => said.push(text), run, exitClaimDirectory: claimDirectory });
+    const agent = (exitClaimDirectory = claimDirectory) => new Agent({ stateDir: state.dir, dryRun: false, firewall: false, err: (text) => said.push(text), run, exitClaimDirectory });
     return { plane, dir: state.dir, iface, port, config, said, agent };
   }
 
@@ -139,7 +139,7 @@ describe.skipIf(!ip || !wg || !isRoot || !kernelOrUserspace)("one exit-node user
     expect(await exitMarks("-4")).toEqual([other.port, other.port]);
     expect(await routeTo("198.51.100.1")).toContain(`dev ${other.iface} table ${other.port}`);
     expect(other.plane.applied.slice(before)).toEqual([expect.objectContaining({ exit_refused: null })]);
-    expect(other.said).toContain(`mesh agent: ${other.iface} now routes this host's internet through its exit node (the other agent let it go)`);
+    expect(other.said).toContain(`mesh agent: ${other.iface} now routes this host's internet through its exit node (refused until now)`);
     // The holder now wants it again: refused in its turn, nothing of its own left on the host.
     holder.plane.publish(holder.config(true));
     await holderAgent.round();
@@ -150,6 +150,48 @@ describe.skipIf(!ip || !wg || !isRoot || !kernelOrUserspace)("one exit-node user
     holder.plane.publish(holder.config(false));
     await otherAgent.round();
     await holderAgent.round();
+    expect(await exitMarks("-4")).toEqual([]);
+    expect(await exitMarks("-6")).toEqual([]);
+  });
+
+  test("an agent that cannot take the claim (its directory unfit) fails closed: none of its exit rules on the host, not even alone, so a holder never deletes a running agent's rules; it says why once, reports it, and routes once it can (found in review)", async () => {
+    const a = await node("a", 51820, "100.64.0");
+    const b = await node("b", 51821, "100.65.0");
+    a.plane.publish(a.config(true));
+    b.plane.publish(b.config(true));
+    // Writable by others: not a directory a claim may be kept in.
+    const unfit = mkdtempSync(join(tmpdir(), "citadel-claim-unfit-"));
+    cleanups.push(() => rmSync(unfit, { recursive: true, force: true }));
+    chmodSync(unfit, 0o777);
+    const agentB = b.agent(unfit);
+    // Alone on the host, it still routes through nothing of its own: it cannot tell a running
+    // holder's rules from none, and a holder would take its rules for a dead agent's.
+    await agentB.round();
+    expect(await exitMarks("-4")).toEqual([]);
+    expect(await exitMarks("-6")).toEqual([]);
+    const refusal = (b.plane.applied.at(-1) as { exit_refused?: string }).exit_refused;
+    expect(refusal).toContain(`cannot take the host's exit claim: ${unfit} is not a directory of this user's that only it may write to`);
+    expect(refusal).toContain("fix: ");
+    expect(await peersOf(b.iface)).toHaveLength(1); // the rest of its config applied
+    // Both at once: only the agent holding the claim routes.
+    const agentA = a.agent();
+    await Promise.all([agentA.round(), agentB.round()]);
+    expect(await exitMarks("-4")).toEqual([a.port, a.port]);
+    expect(await exitMarks("-6")).toEqual([a.port, a.port]);
+    expect(await routeTo("198.51.100.1")).toContain(`dev ${a.iface} table ${a.port}`);
+    expect((a.plane.applied.at(-1) as { exit_refused?: string | null }).exit_refused).toBeUndefined();
+    await agentB.round();
+    expect(b.said.filter((line) => line.includes("cannot take the host's exit claim"))).toHaveLength(1); // said once
+    // The directory made fit, and the holder gone: b takes the claim at its next round.
+    chmodSync(unfit, 0o700);
+    a.plane.publish(a.config(false));
+    await agentA.round();
+    await agentB.round();
+    expect(await exitMarks("-4")).toEqual([b.port, b.port]);
+    expect((b.plane.applied.at(-1) as { exit_refused?: string | null }).exit_refused).toBeNull();
+    expect(b.said).toContain(`mesh agent: ${b.iface} now routes this host's internet through its exit node (refused until now)`);
+    b.plane.publish(b.config(false));
+    await agentB.round();
     expect(await exitMarks("-4")).toEqual([]);
     expect(await exitMarks("-6")).toEqual([]);
   });
