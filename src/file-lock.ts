@@ -106,7 +106,7 @@ export function lockDataDirectory(dataDir: string, command: DataDirectoryWriter)
  * names its file, and opens again: two can never hold two different files of one path. The file
  * is opened without following a link.
  */
-export function holdFileLock(path: string, line: string): HeldLock | { heldBy: string } | null {
+export function holdFileLock(path: string, line: string): HeldFileLock | { heldBy: string } | null {
   const libc = loadLibc();
   if (libc === null) return null;
   for (;;) {
@@ -122,14 +122,26 @@ export function holdFileLock(path: string, line: string): HeldLock | { heldBy: s
     nameHolder(fd, line);
     let released = false;
     return {
+      intact: () => !released && namesFile(path, fd),
       release() {
         if (released) return;
         released = true;
-        rmSync(path, { force: true }); // while still held: see above
+        // While still held (see above), and only when the path still names this file: removed
+        // or replaced behind the holder's back, the file there now may be another holder's.
+        if (namesFile(path, fd)) rmSync(path, { force: true });
         closeSync(fd);
       },
     };
   }
+}
+
+export interface HeldFileLock extends HeldLock {
+  /**
+   * Whether the lock still stands for its path: false once the file was removed or replaced
+   * (`rm -rf` of its directory, say). Then another open of the path is another file, which a
+   * second holder can lock while this one still holds the old: let it go and take it again.
+   */
+  intact(): boolean;
 }
 
 /** The holder's line, read from the file open as `fd` (its path may be gone already). */

@@ -127,7 +127,7 @@ export class Agent {
     this.run = options.run ?? device.runCommand;
     this.lookupHost = options.lookupHost ?? lookupHost;
     this.outside = new OutsideTunnel({ stateDir: options.stateDir, lookupHost: this.lookupHost, err: options.err });
-    this.exitClaim = new ExitClaim({ directory: options.exitClaimDirectory, run: this.run });
+    this.exitClaim = new ExitClaim({ directory: options.exitClaimDirectory, run: this.run, err: options.err });
   }
 
   private get connection(): NodeConnection {

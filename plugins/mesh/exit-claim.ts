@@ -18,7 +18,7 @@
  */
 import { lstatSync, mkdirSync, readlinkSync } from "node:fs";
 import { join } from "node:path";
-import { holdFileLock, type HeldLock } from "../../src/file-lock.ts";
+import { holdFileLock, type HeldFileLock } from "../../src/file-lock.ts";
 import type { RunCommand } from "./device.ts";
 
 /** Where the claims live: a runtime directory (gone at reboot, as the rules are). */
@@ -41,10 +41,10 @@ export type ClaimAnswer =
   | { held: null };
 
 export class ExitClaim {
-  private lock: HeldLock | null = null;
+  private lock: HeldFileLock | null = null;
   private path: string | null = null;
 
-  constructor(private readonly options: { directory?: string; run: RunCommand }) {}
+  constructor(private readonly options: { directory?: string; run: RunCommand; err?: (text: string) => void }) {}
 
   /** Where the claim is kept (for a message naming it). */
   get directory(): string {
@@ -56,9 +56,18 @@ export class ExitClaim {
     return this.lock !== null;
   }
 
-  /** Takes the claim (kept when held already). Throws when the directory cannot hold one safely. */
+  /**
+   * Takes the claim (kept when held already). Throws when the directory cannot hold one safely.
+   * Held, the claim is kept only while its path still names the file locked: removed or
+   * replaced, a new file there could be locked by another agent (found in review: both then
+   * said held), so it is let go and taken again — or refused, when another took the new file.
+   */
   async take(holder: ExitHolder): Promise<ClaimAnswer> {
-    if (this.lock !== null) return { held: true };
+    if (this.lock !== null) {
+      if (this.lock.intact()) return { held: true };
+      this.options.err?.(`mesh agent: the exit claim's file ${this.path} was removed or replaced while this agent held it (something cleaned ${this.directory}): let go, and taken again unless another agent took the new file`);
+      this.release();
+    }
     const path = this.path ?? (this.path = join(claimDirectory(this.directory), `exit-node.net-${await namespaceOf(this.options.run)}.lock`));
     const taken = holdFileLock(path, `${JSON.stringify(holder)}\n`);
     if (taken === null) return { held: null };

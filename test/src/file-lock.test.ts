@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { DATA_DIRECTORY_LOCK, FileLockTimeout, holdFileLock, lockDataDirectory, withFileLock } from "../../src/file-lock.ts";
@@ -169,6 +169,27 @@ describe("holdFileLock (a lock standing for something else: the host's exit rout
     if (second === null || "heldBy" in second) throw new Error("not held");
     expect(readFileSync(path, "utf8")).toBe("second\n");
     second.release();
+  });
+
+  test("its file removed or replaced while held: the holder is told so, and its release removes only its own file, never the next holder's (found in review)", () => {
+    const path = place();
+    const first = holdFileLock(path, "first\n");
+    if (first === null || "heldBy" in first) throw new Error("not held");
+    expect(first.intact()).toBe(true);
+    rmSync(path);
+    expect(first.intact()).toBe(false);
+    // A new file at the path, which another takes.
+    const second = holdFileLock(path, "second\n");
+    if (second === null || "heldBy" in second) throw new Error("not held");
+    first.release();
+    expect(readFileSync(path, "utf8")).toBe("second\n");
+    expect(holdFileLock(path, "third\n")).toEqual({ heldBy: "second\n" });
+    // Replaced (a file moved over it): not its own either.
+    writeFileSync(`${path}.new`, "");
+    renameSync(`${path}.new`, path);
+    expect(second.intact()).toBe(false);
+    second.release();
+    expect(existsSync(path)).toBe(true);
   });
 
   test("a link at its path is not followed", () => {

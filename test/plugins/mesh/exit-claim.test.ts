@@ -209,6 +209,29 @@ describe.skipIf(!ip || !wg || !isRoot || !kernelOrUserspace)("one exit-node user
     expect(readdirSync(claimDirectory)).toEqual([]);
   });
 
+  test("the claim's file removed while held (rm -rf /run/citadel-mesh/*): the holder finds out at its next take and takes it again or is refused, and its release never removes another holder's file (found in review)", async () => {
+    const said: string[] = [];
+    const [a, b, c] = [0, 1, 2].map(() => new ExitClaim({ directory: claimDirectory, run, err: (text) => said.push(text) })) as [ExitClaim, ExitClaim, ExitClaim];
+    const holder = (name: string) => ({ pid: process.pid, interface: name, network: "n", node: name });
+    expect(await a.take(holder("A"))).toEqual({ held: true });
+    for (const file of readdirSync(claimDirectory)) rmSync(join(claimDirectory, file));
+    // A new file at the path: free, so b takes it. a no longer holds what the path names.
+    expect(await b.take(holder("B"))).toEqual({ held: true });
+    expect(await a.take(holder("A"))).toEqual({ held: false, holder: `the agent of B (node B of network n, pid ${process.pid})` });
+    expect(a.held).toBe(false);
+    expect(said.join("\n")).toContain("was removed or replaced while this agent held it");
+    // a's release (again, harmless) leaves b's file; the next taker is refused by b.
+    a.release();
+    expect(readdirSync(claimDirectory)).toHaveLength(1);
+    expect(await c.take(holder("C"))).toEqual({ held: false, holder: `the agent of B (node B of network n, pid ${process.pid})` });
+    // Removed again and nobody else took it: the holder takes the new file at its next take.
+    for (const file of readdirSync(claimDirectory)) rmSync(join(claimDirectory, file));
+    expect(await b.take(holder("B"))).toEqual({ held: true });
+    expect(await c.take(holder("C"))).toEqual({ held: false, holder: `the agent of B (node B of network n, pid ${process.pid})` });
+    b.release();
+    expect(readdirSync(claimDirectory)).toEqual([]);
+  });
+
   test("an agent killed with -9: its rules stay and still route through its tunnel (not through nothing); another agent then takes the claim, removes the dead one's rules and routes through its own", async () => {
     const a = await node("a", 51820, "100.64.0");
     const b = await node("b", 51821, "100.65.0");
