@@ -192,6 +192,32 @@ describe("holdFileLock (a lock standing for something else: the host's exit rout
     expect(existsSync(path)).toBe(true);
   });
 
+  test("processes taking and letting go at once never hold it two at a time: each holder's release removes the file while a taker may have it open, and that taker opens again (found in review: no test failed without that check)", async () => {
+    const dir = dirname(place());
+    const path = join(dir, "claim.lock");
+    const inside = join(dir, "inside");
+    // Each holder makes one marker directory while it holds the lock: EEXIST is two holders at once.
+    const script = `const { holdFileLock } = await import(${JSON.stringify(MODULE)}); const fs = await import("node:fs");
+      let held = 0, doubles = 0;
+      while (Date.now() < Number(process.argv[1])) {
+        const lock = holdFileLock(${JSON.stringify(path)}, process.pid + "\\n");
+        if (lock === null) throw new Error("no flock here");
+        if ("heldBy" in lock) continue;
+        held++;
+        try { fs.mkdirSync(${JSON.stringify(inside)}); } catch { doubles++; lock.release(); continue; }
+        for (let i = 0; i < 200; i++) Math.sqrt(i);
+        fs.rmdirSync(${JSON.stringify(inside)});
+        lock.release();
+      }
+      console.log(JSON.stringify({ held, doubles }));`;
+    const end = Date.now() + 2500;
+    const workers = [0, 1, 2, 3].map(() => Bun.spawn(["bun", "-e", script, String(end)], { stdout: "pipe" }));
+    const results = await Promise.all(workers.map(async (worker) => JSON.parse(await new Response(worker.stdout).text()) as { held: number; doubles: number }));
+    for (const worker of workers) expect(await worker.exited).toBe(0);
+    expect(results.reduce((sum, result) => sum + result.held, 0)).toBeGreaterThan(0);
+    expect(results.map((result) => result.doubles)).toEqual([0, 0, 0, 0]);
+  });
+
   test("a link at its path is not followed", () => {
     const path = place();
     writeFileSync(`${path}.target`, "x");
