@@ -733,7 +733,8 @@ export class Agent {
     return (
       `${answer.holder} routes this host's internet through an exit node, and a host sends its internet through one: ` +
       `${name} uses none until that agent lets it go (${retried}); ` +
-      "until then this node's internet goes out directly. Choose no exit node on one of the two (citadel mesh exit-node --none)"
+      "until then this host's internet, this node's included, goes through that agent's exit node (blocked while that one is not usable). " +
+      "Choose no exit node on one of the two (citadel mesh exit-node --none)"
     );
   }
 

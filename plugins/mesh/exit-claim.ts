@@ -86,7 +86,7 @@ export class ExitClaim {
 /**
  * The directory, made (0700) when missing, and refused unless it is a directory of this user's
  * that no one else may write to: another user able to put a file there could hold the claim and
- * keep this host's agents from their exit node, their internet then going out directly.
+ * keep this host's agents from their exit node.
  */
 function claimDirectory(directory: string): string {
   mkdirSync(directory, { recursive: true, mode: 0o700 });

@@ -116,6 +116,9 @@ describe.skipIf(!ip || !wg || !isRoot || !kernelOrUserspace)("one exit-node user
     const [holderAgent, otherAgent] = holder === a ? [agentA, agentB] : [agentB, agentA];
     expect(refused[0]!.exit_refused).toContain(`the agent of ${holder.iface} (node ${holder === a ? "a" : "b"} of network net-${holder === a ? "a" : "b"}, pid ${process.pid}) routes this host's internet through an exit node`);
     expect(other.said.join("\n")).toContain(`${other.iface} uses none until that agent lets it go`);
+    // What it says of the host's internet is what the routing below does (found in review: it said "directly").
+    expect(refused[0]!.exit_refused).toContain("until then this host's internet, this node's included, goes through that agent's exit node");
+    expect(refused[0]!.exit_refused).not.toContain("directly");
     // One set of exit rules on the host, the holder's, in both families; the internet goes through its tunnel.
     expect(await exitMarks("-4")).toEqual([holder.port, holder.port]);
     expect(await exitMarks("-6")).toEqual([holder.port, holder.port]);
