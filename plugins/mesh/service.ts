@@ -1597,12 +1597,17 @@ function sentPersonal(input: Enrollment): Record<string, string> {
 }
 
 /**
- * A node's own text (its exit_refused), as stored and shown to operators: without control
- * characters (C0, C1, and the bidirectional overrides a terminal would act on), so that a node
- * token's holder cannot write escape sequences into an operator's terminal or log.
+ * A node's own text (its exit_refused), as stored and shown to operators: each run of control
+ * (C0, C1), format and line-breaking characters made one space, so that a node token's holder
+ * can neither write escape sequences into an operator's terminal or log nor make the text read
+ * otherwise than it is — bidirectional controls and marks (U+061C, U+200E/F, U+202A-U+202E,
+ * U+2066-U+2069), zero-width characters (U+200B-U+200D), the byte-order mark (U+FEFF), tag
+ * characters (U+E0000-U+E007F), the line and paragraph separators. The agent writes plain
+ * English: nothing of that kind belongs in it. (src/cli/output.ts's printable escapes what a
+ * terminal acts on as the CLI prints; it keeps the format characters a person's name needs.)
  */
 function printableReport(text: string | null): string | null {
   if (text === null) return null;
-  const clean = text.replace(/[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, " ").trim();
+  const clean = text.replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\u{E0000}-\u{E007F}]+/gu, " ").trim();
   return clean === "" ? null : clean;
 }

@@ -104,6 +104,11 @@ describe("exit nodes", () => {
     expect((await report({ exit_refused: "the agent of wgc-home (node l of network home, pid 7) routes this host's internet\u001b[31m through an exit node" })).status).toBe(200);
     expect((await n.view("laptop")).exit_refused).toBe("the agent of wgc-home (node l of network home, pid 7) routes this host's internet [31m through an exit node");
     expect(await n.version()).toBe(before); // a report, not a config change
+    // Nor the invisible ones that reorder or hide what an operator reads (found in review): bidi
+    // controls and marks, zero-width characters, the byte-order mark, tag characters.
+    expect((await report({ exit_refused: "a\u202eb\u2067c\u061cd\u200fe\u200bf\u200dg\ufeffh\u{E0001}\u{E0041}\u{E007F}i" })).status).toBe(200);
+    expect((await n.view("laptop")).exit_refused).toBe("a b c d e f g h i");
+    expect((await report({ exit_refused: "the agent of wgc-home (node l of network home, pid 7) routes this host's internet" })).status).toBe(200);
     const list = await n.c.send("GET", `${n.net}/nodes`, n.owner);
     expect(list.body.items.find((node: { name: string }) => node.name === "laptop").exit_refused).toContain("wgc-home");
     expect((await report({})).status).toBe(200);
