@@ -110,12 +110,23 @@ async function namespaceOf(run: RunCommand): Promise<string> {
   return inode;
 }
 
-/** "the agent of wgc-b (node web1 of network b, pid 123)", from what the holder wrote. */
+/**
+ * "the agent of wgc-b (node web1 of network b, pid 123)", from what the holder wrote; "another
+ * mesh agent", with its pid when that much is there, from a line without every field (empty
+ * while the holder has locked and not yet written it; from another version; written by hand).
+ */
 function describeHolder(line: string): string {
+  let holder: Partial<Record<keyof ExitHolder, unknown>> = {};
   try {
-    const holder = JSON.parse(line) as ExitHolder;
-    return `the agent of ${holder.interface} (node ${holder.node} of network ${holder.network}, pid ${holder.pid})`;
+    const parsed: unknown = JSON.parse(line);
+    if (parsed !== null && typeof parsed === "object" && !Array.isArray(parsed)) holder = parsed as typeof holder;
   } catch {
-    return "another mesh agent"; // it has locked and not yet written its line
+    // not written yet, or not an agent's line: described as any agent
   }
+  const { pid, interface: iface, network, node } = holder;
+  const pidOk = Number.isSafeInteger(pid);
+  if (pidOk && typeof iface === "string" && typeof network === "string" && typeof node === "string") {
+    return `the agent of ${iface} (node ${node} of network ${network}, pid ${pid})`;
+  }
+  return pidOk ? `another mesh agent (pid ${pid})` : "another mesh agent";
 }

@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { Agent } from "../../../plugins/mesh/agent.ts";
 import { runCommand, type RunCommand } from "../../../plugins/mesh/device.ts";
 import { ExitClaim } from "../../../plugins/mesh/exit-claim.ts";
+import { holdFileLock } from "../../../src/file-lock.ts";
 import { EXIT_RULE_PRIORITY } from "../../../plugins/mesh/exit-routing.ts";
 import { generateKeyPair } from "../../../plugins/mesh/keys.ts";
 import { readState, writeState } from "../../../plugins/mesh/node-state.ts";
@@ -232,6 +233,25 @@ describe.skipIf(!ip || !wg || !isRoot || !kernelOrUserspace)("one exit-node user
     expect(await b.take(holder("B"))).toEqual({ held: true });
     expect(await c.take(holder("C"))).toEqual({ held: false, holder: `the agent of B (node B of network n, pid ${process.pid})` });
     b.release();
+    expect(readdirSync(claimDirectory)).toEqual([]);
+  });
+
+  test("a holder's line that lacks fields, or is not an agent's, is described without them, never as \"undefined\" (found in review)", async () => {
+    const inode = /net:\[(\d+)\]/.exec(await must(["readlink", "/proc/self/ns/net"]))![1];
+    const path = join(claimDirectory, `exit-node.net-${inode}.lock`);
+    const claim = new ExitClaim({ directory: claimDirectory, run });
+    for (const [line, described] of [
+      [`${JSON.stringify({ pid: 42 })}\n`, "another mesh agent (pid 42)"],
+      [`${JSON.stringify({ pid: 42, interface: "wgc-b", node: null })}\n`, "another mesh agent (pid 42)"],
+      [`${JSON.stringify({ interface: "wgc-b", network: "b", node: "web1", pid: "42" })}\n`, "another mesh agent"],
+      ["[1]\n", "another mesh agent"],
+      ["", "another mesh agent"],
+    ] as const) {
+      const other = holdFileLock(path, line);
+      if (other === null || "heldBy" in other) throw new Error("not held");
+      expect(await claim.take({ pid: process.pid, interface: "wgx", network: "n", node: "x" })).toEqual({ held: false, holder: described });
+      other.release();
+    }
     expect(readdirSync(claimDirectory)).toEqual([]);
   });
 
