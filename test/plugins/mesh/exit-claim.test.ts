@@ -255,6 +255,35 @@ describe.skipIf(!ip || !wg || !isRoot || !kernelOrUserspace)("one exit-node user
     expect(readdirSync(claimDirectory)).toEqual([]);
   });
 
+  test("a control plane older than exit_refused (422 for the field): the report is made again without it, and the refusal is not taken as heard — it is reported again each round, and heard once that control plane takes it (found in review)", async () => {
+    const b = await node("b", 51821, "100.65.0");
+    b.plane.publish(b.config(true));
+    const holder = new ExitClaim({ directory: claimDirectory, run });
+    expect(await holder.take({ pid: process.pid, interface: "wgh", network: "h", node: "h" })).toEqual({ held: true });
+    try {
+      b.plane.appliedAnswer = (report) => ("exit_refused" in report ? { status: 422, body: { detail: "Unknown field exit_refused.", code: "validation_failed" } } : null);
+      const reports = () => b.plane.applied as Array<{ version: number; exit_refused?: string | null }>;
+      const agentB = b.agent();
+      await agentB.round();
+      // Refused with the field, then made again without it: the applied version arrives.
+      expect(reports().map((report) => "exit_refused" in report)).toEqual([true, false]);
+      await agentB.round(); // unchanged config (304): the refusal is still to be heard
+      expect(reports().map((report) => "exit_refused" in report)).toEqual([true, false, true, false]);
+      b.plane.appliedAnswer = null; // the control plane upgraded
+      await agentB.round();
+      expect(reports().at(-1)!.exit_refused).toContain("the agent of wgh (node h of network h");
+      const heard = reports().length;
+      await agentB.round();
+      expect(reports()).toHaveLength(heard); // heard: not sent again
+    } finally {
+      holder.release();
+      b.plane.appliedAnswer = null;
+    }
+    b.plane.publish(b.config(false));
+    await b.agent().round();
+    expect(await exitMarks("-4")).toEqual([]);
+  });
+
   test("an agent killed with -9: its rules stay and still route through its tunnel (not through nothing); another agent then takes the claim, removes the dead one's rules and routes through its own", async () => {
     const a = await node("a", 51820, "100.64.0");
     const b = await node("b", 51821, "100.65.0");
