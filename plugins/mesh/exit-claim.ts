@@ -42,6 +42,8 @@ export type ClaimAnswer =
 
 export class ExitClaim {
   private lock: HeldFileLock | null = null;
+  /** The lock file's name in the directory, by the network namespace (asked once: it does not change under a running agent). */
+  private fileName: string | null = null;
   private path: string | null = null;
 
   constructor(private readonly options: { directory?: string; run: RunCommand; err?: (text: string) => void }) {}
@@ -68,7 +70,11 @@ export class ExitClaim {
       this.options.err?.(`mesh agent: the exit claim's file ${this.path} was removed or replaced while this agent held it (something cleaned ${this.directory}): let go, and taken again unless another agent took the new file`);
       this.release();
     }
-    const path = this.path ?? (this.path = join(claimDirectory(this.directory), `exit-node.net-${await namespaceOf(this.options.run)}.lock`));
+    // The directory is checked (and made again) at every take, not once: a cleanup that removed
+    // it would otherwise fail every later take with ENOENT, and each agent, failing closed, would
+    // route through no exit node until restarted (found in review).
+    this.fileName ??= `exit-node.net-${await namespaceOf(this.options.run)}.lock`;
+    const path = (this.path = join(claimDirectory(this.directory), this.fileName));
     const taken = holdFileLock(path, `${JSON.stringify(holder)}\n`);
     if (taken === null) return { held: null };
     if ("heldBy" in taken) return { held: false, holder: describeHolder(taken.heldBy) };

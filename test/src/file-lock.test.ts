@@ -19,7 +19,7 @@ const MODULE = new URL("../../src/file-lock.ts", import.meta.url).pathname;
 
 /** Another process that takes the lock, says so, and holds it until killed. */
 async function holder(path: string) {
-  const proc = Bun.spawn(["bun", "-e", `const { withFileLock } = await import(${JSON.stringify(MODULE)}); withFileLock(${JSON.stringify(path)}, () => { console.log("held"); Bun.sleepSync(60_000); });`], { stdout: "pipe" });
+  const proc = Bun.spawn([process.execPath, "-e", `const { withFileLock } = await import(${JSON.stringify(MODULE)}); withFileLock(${JSON.stringify(path)}, () => { console.log("held"); Bun.sleepSync(60_000); });`], { stdout: "pipe" });
   const reader = proc.stdout.getReader();
   const { value } = await reader.read();
   expect(new TextDecoder().decode(value)).toContain("held");
@@ -65,7 +65,7 @@ describe("withFileLock", () => {
     writeFileSync(path, "0");
     const script = `const { withFileLock } = await import(${JSON.stringify(MODULE)}); const fs = await import("node:fs");
       for (let i = 0; i < 50; i++) withFileLock(${JSON.stringify(path)}, () => fs.writeFileSync(${JSON.stringify(path)}, String(Number(fs.readFileSync(${JSON.stringify(path)}, "utf8")) + 1)));`;
-    const runs = [0, 1, 2].map(() => Bun.spawn(["bun", "-e", script], { stderr: "pipe" }));
+    const runs = [0, 1, 2].map(() => Bun.spawn([process.execPath, "-e", script], { stderr: "pipe" }));
     for (const run of runs) expect(await run.exited).toBe(0);
     expect(readFileSync(path, "utf8")).toBe("150");
   });
@@ -98,7 +98,7 @@ describe("lockDataDirectory", () => {
   test("a holder that was killed let go with its process; what it wrote is replaced", async () => {
     const dir = dataDir();
     const script = `const { lockDataDirectory } = await import(${JSON.stringify(MODULE)}); lockDataDirectory(${JSON.stringify(dir)}, "serve"); console.log("held"); Bun.sleepSync(60_000);`;
-    const other = Bun.spawn(["bun", "-e", script], { stdout: "pipe" });
+    const other = Bun.spawn([process.execPath, "-e", script], { stdout: "pipe" });
     try {
       const { value } = await other.stdout.getReader().read();
       expect(new TextDecoder().decode(value)).toContain("held");
@@ -211,7 +211,7 @@ describe("holdFileLock (a lock standing for something else: the host's exit rout
       }
       console.log(JSON.stringify({ held, doubles }));`;
     const end = Date.now() + 2500;
-    const workers = [0, 1, 2, 3].map(() => Bun.spawn(["bun", "-e", script, String(end)], { stdout: "pipe" }));
+    const workers = [0, 1, 2, 3].map(() => Bun.spawn([process.execPath, "-e", script, String(end)], { stdout: "pipe" }));
     const results = await Promise.all(workers.map(async (worker) => JSON.parse(await new Response(worker.stdout).text()) as { held: number; doubles: number }));
     for (const worker of workers) expect(await worker.exited).toBe(0);
     expect(results.reduce((sum, result) => sum + result.held, 0)).toBeGreaterThan(0);

@@ -236,6 +236,19 @@ describe.skipIf(!ip || !wg || !isRoot || !kernelOrUserspace)("one exit-node user
     expect(readdirSync(claimDirectory)).toEqual([]);
   });
 
+  test("the claim's whole directory removed while held (rm -rf /run/citadel-mesh): the holder's next take makes it again and holds the claim, not failing every round after (found in review)", async () => {
+    const a = new ExitClaim({ directory: claimDirectory, run, err: () => {} });
+    const b = new ExitClaim({ directory: claimDirectory, run, err: () => {} });
+    const holder = (name: string) => ({ pid: process.pid, interface: name, network: "n", node: name });
+    expect(await a.take(holder("A"))).toEqual({ held: true });
+    rmSync(claimDirectory, { recursive: true });
+    expect(await a.take(holder("A"))).toEqual({ held: true });
+    expect(await a.take(holder("A"))).toEqual({ held: true });
+    expect(await b.take(holder("B"))).toEqual({ held: false, holder: `the agent of A (node A of network n, pid ${process.pid})` });
+    a.release();
+    expect(readdirSync(claimDirectory)).toEqual([]);
+  });
+
   test("a holder's line that lacks fields, or is not an agent's, is described without them, never as \"undefined\" (found in review)", async () => {
     const inode = /net:\[(\d+)\]/.exec(await must(["readlink", "/proc/self/ns/net"]))![1];
     const path = join(claimDirectory, `exit-node.net-${inode}.lock`);
