@@ -37,7 +37,7 @@ const { values } = parseArgs({
     paired: { type: "boolean", default: false },
   },
 });
-if (!values.a || !values.b) throw new Error("usage: bun scripts/bench/ab.ts --a <binary> --b <binary> [--routes read,info,poll,health] [--rounds 6] [--duration 3] [--warm-up 10]");
+if (!values.a || !values.b) throw new Error("usage: bun scripts/bench/ab.ts --a <binary> --b <binary> [--routes read,info,poll,health] [--rounds 6] [--duration 3] [--warm-up 10] [--paired]");
 const ROUTES = ["read", "list", "info", "poll", "health"] as const;
 type Route = (typeof ROUTES)[number];
 const routes = values.routes.split(",") as Route[];
