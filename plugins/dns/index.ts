@@ -56,6 +56,9 @@ const ACTIONS = [
   ["dns.zone.dnssec.denial", "A signed zone's denial of existence was switched (NSEC, NSEC3, or NSEC3 with another salt): it was signed again with the new chain."],
   ["dns.zone.dnssec.rollover.start", "A zone's key rollover started: a new signing key was made, published beside the zone's key and signing the zone too."],
   ["dns.zone.dnssec.rollover.finish", "A zone's key rollover finished: the old key was retired (its DNSKEY and signatures removed); the new key signs alone."],
+  ["dns.zone.dnssec.policy", "A signed zone's CDS/CDNSKEY publication (none, rollover, always, or delete: the parent asked to remove the DS) or its key lifetime changed."],
+  ["dns.zone.dnssec.rollover.ready", "A key rollover's new key became ready for the parent: the DS may be replaced by its own; its CDS/CDNSKEY are published when the zone publishes them."],
+  ["dns.zone.dnssec.rollover.submitted", "An operator confirmed that the parent publishes the new key's DS alone: the schedule retires the old key after the parent delay."],
   ["dns.zone.dnssec.rollover.cancel", "A zone's key rollover was cancelled: its new key was removed; the zone's key signs alone again."],
   ["dns.tsig.create", "A TSIG key for zone transfers was created or imported."],
   ["dns.tsig.delete", "A TSIG key was removed."],
@@ -417,13 +420,23 @@ export const dnsPlugin = definePlugin<DnsSettings>({
           ...access(WRITE),
         },
       })
-      .patch(`${ZONE}/dnssec`, ({ params, body, request }) => dnssecServiceOf(k).setDenial(caller(request), params.org, params.zone, body), {
+      .patch(`${ZONE}/dnssec`, ({ params, body, request }) => dnssecServiceOf(k).update(caller(request), params.org, params.zone, body), {
         body: m.SetDenial,
         response: m.Dnssec,
         detail: {
-          summary: "Switch a signed zone's denial of existence (NSEC or NSEC3): one new serial signed with the whole new chain; 409 for an unsigned zone or one already so; 422 for iterations or opt-out, with why",
+          summary:
+            "Change a signed zone's DNSSEC: its denial of existence (NSEC or NSEC3: one new serial signed with the whole new chain; 409 when already so; 422 for iterations or opt-out, with why), its CDS/CDNSKEY publication (none, rollover, always) and its key lifetime (days; 0: rolled by hand); 409 for an unsigned zone",
           tags,
           ...access(WRITE),
+        },
+      })
+      .post(`${ZONE}/dnssec/ds-removal`, ({ params, request }) => dnssecServiceOf(k).requestDsRemoval(caller(request), params.org, params.zone), {
+        response: m.Dnssec,
+        // Asks the parent to make the zone insecure: as grave as disabling.
+        detail: {
+          summary: "Ask the parent to remove the DS (RFC 8078 delete CDS/CDNSKEY, the zone still signed): the first step of turning DNSSEC off; disable once the parent has no DS (asks for confirmation); 409 during a rollover",
+          tags,
+          ...access({ ...WRITE, permission: "delete", confirm: true }),
         },
       })
       .delete(`${ZONE}/dnssec`, ({ params, request }) => dnssecServiceOf(k).disable(caller(request), params.org, params.zone), {
@@ -440,6 +453,16 @@ export const dnsPlugin = definePlugin<DnsSettings>({
         // The confirmation is the operator's word that the parent publishes only the new DS, its TTL passed: Citadel cannot see it.
         detail: {
           summary: "Finish the key rollover: the old key and its signatures go (confirm that the parent publishes only the new DS and its TTL has passed); 409 with the time left before caches can have dropped the old key's",
+          tags,
+          ...access({ ...WRITE, permission: "delete", confirm: true }),
+        },
+      })
+      .post(`${ZONE}/dnssec/rollover/submitted`, ({ params, request }) => dnssecServiceOf(k).confirmSubmission(caller(request), params.org, params.zone), {
+        response: m.Dnssec,
+        // The schedule removes the old key on this word: as grave as a finish.
+        detail: {
+          summary:
+            "Confirm that the parent publishes the new key's DS alone (Knot's zone-ksk-submitted): the schedule finishes the rollover once [dns] dnssec_parent_delay has passed (asks for confirmation); 409 before replace_ds_from or when confirmed already; 404 with no rollover",
           tags,
           ...access({ ...WRITE, permission: "delete", confirm: true }),
         },
@@ -738,6 +761,10 @@ function startResigning(k: Kernel<DnsSettings>, dns: DnsService): () => void {
       k.log.info("dns: a signed zone is signed again: its signatures were running short", { zone: zone.name });
       void dns.bumpSerial(zone.id).catch((e) => k.log.error("dns: a signed zone could not be signed again", { zone: zone.name, error: String(e) }));
     }
+    // The key rollover schedule (dnssec-service.ts runSchedule): its state is stored, so this resumes it after a restart or an unseal.
+    void dnssecServiceOf(k)
+      .runSchedule()
+      .catch((e) => k.log.error("dns: the key rollover schedule failed", { error: String(e) }));
   };
   check();
   const timer = setInterval(check, RESIGN_CHECK_MS);
