@@ -898,9 +898,12 @@ export function parentSignalOf(zone: string, key: Pick<sql.ZoneKeyRow, "cds" | "
   }
 }
 
-/** The set in presentation form, one line each ("" for none): to compare two sets, and for audit reasons. */
+/**
+ * The set in presentation form ("" for an empty one): to compare two sets, and for audit reasons.
+ * Null differs from empty: the zone's stored CDS/CDNSKEY (if any) are served then, left out otherwise.
+ */
 function signalText(signal: ParentSignal | null): string {
-  if (signal === null) return "";
+  if (signal === null) return "none of Citadel's (any the zone stores served)";
   return [...signal.cds.map((d) => `CDS ${dsText(d)}`), ...signal.cdnskey.map((d) => `CDNSKEY ${dnskeyText(d)}`)].join("; ");
 }
 
