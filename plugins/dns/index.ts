@@ -772,9 +772,18 @@ function startResigning(k: Kernel<DnsSettings>, dns: DnsService): () => void {
   // Zones answered SERVFAIL while sealed, and signatures that ran short meanwhile, are signed
   // again at the unseal, not up to RESIGN_CHECK_MS later.
   const stopOnUnseal = k.seal.onUnseal(check);
+  // An unattended rollover that waits for the parent's DS (the old key kept until an operator, or
+  // the parent check, confirms it) is what an operator must act on: alert on it above 0 for days.
+  const removeMetric = k.metrics.onScrape({
+    name: "citadel_dns_dnssec_rollovers_waiting_for_parent",
+    type: "gauge",
+    help: "Key rollovers whose new key is ready and that wait for the parent's new DS to be confirmed (citadel dns zone dnssec rollover submitted) before the old key goes.",
+    read: () => dnssecServiceOf(k).waitingForParent(),
+  });
   return () => {
     clearInterval(timer);
     stopOnUnseal();
+    removeMetric();
   };
 }
 
