@@ -131,7 +131,8 @@ const NSEC3_OPTIONS = {
 /** What the zone publishes for the parent, and its key's schedule. */
 function cdsText(view: DnssecView): string[] {
   const cds = view.cds;
-  if (cds === null) return [];
+  // Absent from an older server's answer: nothing to say.
+  if (cds === null || cds === undefined) return [];
   const modes: Record<string, string> = {
     none: "none published (--cds rollover publishes the new key's while a rollover waits for the parent)",
     rollover: "published while a rollover waits for the parent",
@@ -151,10 +152,10 @@ function rolloverText(view: DnssecView): string[] {
   if (r === null) return [];
   const incoming = view.keys.find((k) => k.state === "incoming")!;
   const retiring = view.keys.find((k) => k.state === "retiring")!;
-  const submitted = r.submitted_at === null ? [] : [`  the parent's new DS confirmed ${r.submitted_at} (by ${r.submitted_by === "parent" ? "the parent check" : "an operator"}); the schedule finishes from ${r.auto_finish_at}`];
+  const submitted = r.submitted_at === null || r.submitted_at === undefined ? [] : [`  the parent's new DS confirmed ${r.submitted_at} (by ${r.submitted_by === "parent" ? "the parent check" : "an operator"}); the schedule finishes from ${r.auto_finish_at}`];
   return [
     `key rollover in progress since ${r.started_at}${r.automatic ? " (started by the schedule)" : ""} (new key published in serial ${r.published_serial}): key tag ${retiring.key_tag} → ${incoming.key_tag}`,
-    `  waiting for: ${r.waiting_for}: ${r.waiting}`,
+    ...(r.waiting_for === undefined ? [] : [`  waiting for: ${r.waiting_for}: ${r.waiting}`]),
     ...submitted,
     `  1. from ${r.replace_ds_from}: give the registrar the new key's DS (citadel dns zone ds ${view.zone}) in place of the old one, or beside it for a while`,
     `  2. once the parent publishes only the new DS, wait for its DS TTL to pass`,

@@ -202,7 +202,7 @@ describe("dns zone dnssec enable --nsec3 and set --denial: the denial of existen
     for (const [words, options, message] of [
       ["dns zone dnssec enable", { salt: "AABB" }, "--salt and --iterations are NSEC3's parameters: add --nsec3 (enable) or --denial nsec3 (set)"],
       ["dns zone dnssec enable", { iterations: "0" }, "--salt and --iterations are NSEC3's parameters: add --nsec3 (enable) or --denial nsec3 (set)"],
-      ["dns zone dnssec set", {}, "usage: citadel dns zone dnssec set <zone> --denial nsec|nsec3 [--salt HEX]"],
+      ["dns zone dnssec set", {}, "usage: citadel dns zone dnssec set <zone> [--denial nsec|nsec3 [--salt HEX]] [--cds none|rollover|always] [--csk-lifetime DAYS]"],
       ["dns zone dnssec set", { denial: "nsec5" }, "--denial: one of nsec, nsec3"],
       ["dns zone dnssec set", { denial: "nsec", salt: "AABB" }, "--salt and --iterations are NSEC3's parameters: add --nsec3 (enable) or --denial nsec3 (set)"],
       ["dns zone dnssec enable", { nsec3: true, iterations: "-1" }, '--iterations: a whole number from 0 to 65535, not "-1"'],
@@ -255,5 +255,61 @@ describe("dns catalog", () => {
     expect((await show({ name: null, served: false, views: [] })).stdout).toContain("no catalog zone: set [dns] catalog");
     expect((await show({ name: "catalog.citadel.invalid.", served: false, views: [] })).stdout).toContain("not served: the authoritative listener is off");
     expect((await show({ name: "catalog.citadel.invalid.", served: true, views: [] })).stdout).toContain("no secondaries (citadel dns secondary add)");
+  });
+});
+
+describe("dns zone dnssec: CDS/CDNSKEY, the key lifetime, ds-removal and rollover submitted", () => {
+  const org = { org: "org_1" };
+  const base = "/v1/dns/orgs/org_1/zones/example.test/dnssec";
+  const signed = {
+    zone: "example.test.",
+    enabled: true,
+    algorithm: "ECDSAP256SHA256",
+    key_tag: 11111,
+    dnskey: ["example.test. IN DNSKEY 257 3 13 AAAA"],
+    ds: ["example.test. IN DS 11111 13 2 AB"],
+    signatures_expire_at: "2026-12-01T00:00:00.000Z",
+    created_at: "2026-11-01T00:00:00.000Z",
+    keys: [],
+    rollover: null,
+    denial: "nsec",
+    nsec3: null,
+    cds: { mode: "always", since: null, cds: ["example.test. IN CDS 11111 13 2 AB"], cdnskey: ["example.test. IN CDNSKEY 257 3 13 AAAA"] },
+    csk_lifetime_days: 90,
+    next_rollover_at: "2027-01-30T00:00:00.000Z",
+  };
+
+  test("set --cds and --csk-lifetime send the PATCH fields and print what is published and when the next rollover starts; a bad --cds is a usage error", async () => {
+    const set = await runCommand(dnsCommands, "dns zone dnssec set", { args: ["example.test"], options: { ...org, cds: "always", "csk-lifetime": "90" }, answer: () => signed });
+    expect([set.code, set.requests]).toEqual([0, [{ method: "PATCH", path: base, body: { cds: "always", csk_lifetime_days: 90 }, confirmed: false }]]);
+    expect(set.stdout).toContain("CDS/CDNSKEY: always published: the key the parent should point at\n  example.test. IN CDS 11111 13 2 AB\n");
+    expect(set.stdout).toContain("key lifetime: 90 days; next rollover starts 2027-01-30T00:00:00.000Z");
+    const bad = await runCommand(dnsCommands, "dns zone dnssec set", { args: ["example.test"], options: { ...org, cds: "delete" } });
+    expect([bad.code, bad.requests]).toEqual([2, []]);
+  });
+
+  test("disable --via-cds needs --yes, then asks the parent to remove the DS (confirmed POST ds-removal) and says the second step", async () => {
+    const unconfirmed = await runCommand(dnsCommands, "dns zone dnssec disable", { args: ["example.test"], options: { ...org, "via-cds": true } });
+    expect([unconfirmed.code, unconfirmed.requests]).toEqual([2, []]);
+    const asked = await runCommand(dnsCommands, "dns zone dnssec disable", {
+      args: ["example.test"],
+      options: { ...org, "via-cds": true, yes: true },
+      answer: () => ({ ...signed, cds: { mode: "delete", since: "2026-11-02T00:00:00.000Z", cds: ["example.test. IN CDS 0 0 0 00"], cdnskey: ["example.test. IN CDNSKEY 0 3 0 AA=="] } }),
+    });
+    expect([asked.code, asked.requests]).toEqual([0, [{ method: "POST", path: `${base}/ds-removal`, body: undefined, confirmed: true }]]);
+    expect(asked.stdout).toContain("citadel dns zone dnssec disable example.test. --yes");
+  });
+
+  test("rollover submitted needs --yes, then sends the confirmed POST and says from when the schedule finishes", async () => {
+    const unconfirmed = await runCommand(dnsCommands, "dns zone dnssec rollover submitted", { args: ["example.test"], options: org });
+    expect([unconfirmed.code, unconfirmed.requests]).toEqual([2, []]);
+    expect(unconfirmed.error?.message).toContain("then add --yes");
+    const rollover = { auto_finish_at: "2026-11-03T00:00:00.000Z" };
+    const done = await runCommand(dnsCommands, "dns zone dnssec rollover submitted", { args: ["example.test"], options: { ...org, yes: true }, answer: () => ({ ...signed, rollover }) });
+    expect([done.code, done.requests, done.stdout]).toEqual([
+      0,
+      [{ method: "POST", path: `${base}/rollover/submitted`, body: undefined, confirmed: true }],
+      "example.test.: the parent's new DS confirmed; the schedule finishes the rollover from 2026-11-03T00:00:00.000Z\n",
+    ]);
   });
 });
