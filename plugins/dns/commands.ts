@@ -407,20 +407,25 @@ export const dnsCommands: Command[] = [
   },
   {
     words: ["dns", "zone", "dnssec", "rollover", "cancel"],
-    summary: "Cancel a key rollover: the new key and its signatures go (needs --yes)",
+    summary: "Cancel a key rollover: the new key and its signatures go (needs --yes; refused once the parent's new DS is confirmed, and without --force once its CDS is published)",
     args: "<zone>",
     maxArgs: 1,
-    options: { ...ORG, yes: { type: "boolean", description: "Yes, the parent zone publishes no DS of the new key, and if it did, the parent's DS TTL has passed since it went" } },
+    options: {
+      ...ORG,
+      yes: { type: "boolean", description: "Yes, the parent zone publishes no DS of the new key, and if it did, the parent's DS TTL has passed since it went" },
+      force: { type: "boolean", description: "Cancel although the new key's CDS/CDNSKEY were published: the parent was checked to hold the old DS alone (dig +norecurse DS <zone> @<parent server>)" },
+    },
     async run(ctx) {
       needArgs(ctx, 1, "citadel dns zone dnssec rollover cancel <zone>");
       if (ctx.options.yes !== true) {
         // Resolvers may hold the new DS for the parent's DS TTL after it goes: a cancel before then fails them.
         throw new UsageError(
-          `cancelling removes ${ctx.args[0]}'s new key: validators holding its DS fail every name of the zone, and resolvers may hold it for the parent's DS TTL after the registrar drops it. If the registrar has the new DS: put the old DS back, wait for the parent's DS TTL, then cancel; leaving the rollover running is always safe (both keys sign). Then add --yes`,
+          `cancelling removes ${ctx.args[0]}'s new key: validators holding its DS fail every name of the zone, and resolvers may hold it for the parent's DS TTL after the registrar drops it. Once the new key's CDS/CDNSKEY are published, a parent that scans for them may already hold its DS: check (dig +norecurse DS ${ctx.args[0]} @<parent server>). If the parent has the new DS: put the old DS back, wait for the parent's DS TTL, then cancel; leaving the rollover running is always safe (both keys sign). Then add --yes (and --force once the CDS is published)`,
         );
       }
       const api = await ctx.api();
-      const view = await api.request<DnssecView>("DELETE", zonePath(await organizationOf(ctx, api), ctx.args[0]!, "/dnssec/rollover"), undefined, { confirmed: true });
+      const path = zonePath(await organizationOf(ctx, api), ctx.args[0]!, `/dnssec/rollover${ctx.options.force === true ? "?force=true" : ""}`);
+      const view = await api.request<DnssecView>("DELETE", path, undefined, { confirmed: true });
       print(ctx, view, `${view.zone}: key rollover cancelled: key tag ${view.key_tag} signs alone`);
       return 0;
     },

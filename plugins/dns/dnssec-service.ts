@@ -740,19 +740,38 @@ export class DnssecService {
    * alone again from a new serial. Validators holding the new key's DS fail the zone from then
    * on — resolvers keep it for the parent's DS TTL after the registrar drops it: the route asks
    * for a confirmation that the old DS is back and that TTL has passed.
+   *
+   * Refused (409) once the parent is confirmed to publish the new key's DS (`rollover submitted`):
+   * the cancel would remove exactly the key that DS points at — finish instead. Refused too, unless
+   * `force`, once the new key is ready and the zone has published its CDS/CDNSKEY: a parent that
+   * scans for them may already hold the new DS, which Citadel cannot see (Knot offers no cancel
+   * there at all); the operator checks the parent and forces.
    */
-  async cancelRollover(caller: Caller, organizationId: string, zone: string): Promise<DnssecView> {
+  async cancelRollover(caller: Caller, organizationId: string, zone: string, options: { force?: boolean } = {}): Promise<DnssecView> {
     return this.dns.zoneWrite((tx) => {
       const row = this.dns.zoneRow(organizationId, zone, tx);
       const { key, incoming } = this.rollover(tx, row);
+      const newTag = keyTag(incoming.dnskey);
+      if (incoming.submitted_at !== null) {
+        throw new ConflictError(
+          `${row.name}'s rollover cannot be cancelled: the parent publishes the new key's DS (tag ${newTag}; confirmed ${iso(incoming.submitted_at)}), and cancelling would remove the key it points at, failing the zone for every validator. Finish it (citadel dns zone dnssec rollover finish ${row.name} --yes), or wait for the schedule to finish it from ${iso(autoFinishAt(incoming)!)}.`,
+        );
+      }
+      const published = cdsPublishedFor(key, incoming);
+      if (published && options.force !== true) {
+        throw new ConflictError(
+          `${row.name} has published the new key's CDS/CDNSKEY since ${iso(incoming.ready_at!)}: a parent that scans for them may already hold the new key's DS (tag ${newTag}), and cancelling would remove the key it points at. Check the parent (dig +norecurse DS ${row.name} @<parent server>): if it has the new DS, leave the rollover running (always safe: both keys sign), or finish it; if it has only the old DS, cancel with force (citadel dns zone dnssec rollover cancel ${row.name} --force --yes; API: ?force=true).`,
+        );
+      }
       sql.deleteIncomingKey(tx, row.id);
       const now = this.k.clock.now();
       const serial = nextSerial(row.serial, now);
       sql.updateZoneSoa(tx, row.id, row, serial, now);
       this.dns.signer.forgetKeys(row.id);
+      const forced = published ? ", forced: the operator checked that the parent holds no DS of the new key, whose CDS/CDNSKEY were published" : "";
       this.k.audit.record(
         tx,
-        event(caller, row, "dns.zone.dnssec.rollover.cancel", `${row.name}: key rollover cancelled: new key tag ${keyTag(incoming.dnskey)} removed (its DNSKEY and signatures), key tag ${keyTag(key.dnskey)} signs alone; serial ${serial}`),
+        event(caller, row, "dns.zone.dnssec.rollover.cancel", `${row.name}: key rollover cancelled${forced}: new key tag ${newTag} removed (its DNSKEY and signatures), key tag ${keyTag(key.dnskey)} signs alone; serial ${serial}`),
       );
       const expiresAt = this.dns.signInWrite(tx, row.id);
       return this.view({ ...row, serial, updated_at: now }, key, null, expiresAt);
@@ -896,6 +915,15 @@ export function parentSignalOf(zone: string, key: Pick<sql.ZoneKeyRow, "cds" | "
     case "rollover":
       return parentSignalFor(origin, ready ?? []);
   }
+}
+
+/**
+ * Has the zone published the rollover's new key's CDS/CDNSKEY? From its ready step when the mode
+ * publishes any (rollover, always); a mode set to none after that step published them until then.
+ */
+function cdsPublishedFor(key: Pick<sql.ZoneKeyRow, "cds" | "cds_since">, incoming: Pick<sql.IncomingKeyRow, "ready_at">): boolean {
+  if (incoming.ready_at === null) return false;
+  return key.cds === "rollover" || key.cds === "always" || (key.cds_since !== null && key.cds_since >= incoming.ready_at);
 }
 
 /**

@@ -467,12 +467,13 @@ export const dnsPlugin = definePlugin<DnsSettings>({
           ...access({ ...WRITE, permission: "delete", confirm: true }),
         },
       })
-      .delete(`${ZONE}/dnssec/rollover`, ({ params, request }) => dnssecServiceOf(k).cancelRollover(caller(request), params.org, params.zone), {
+      .delete(`${ZONE}/dnssec/rollover`, ({ params, query, request }) => dnssecServiceOf(k).cancelRollover(caller(request), params.org, params.zone, { force: query.force === true }), {
+        query: m.CancelRolloverQuery,
         response: m.Dnssec,
         // Validators holding the new key's DS (resolvers keep it for the parent's DS TTL after it goes) fail the zone once the key goes: as grave as a finish.
         detail: {
           summary:
-            "Cancel the key rollover: the new key and its signatures go (asks for confirmation). If the parent has the new DS: put the old DS back, wait for the parent's DS TTL, then cancel; leaving the rollover running is always safe (both keys sign)",
+            "Cancel the key rollover: the new key and its signatures go (asks for confirmation). If the parent has the new DS: put the old DS back, wait for the parent's DS TTL, then cancel; leaving the rollover running is always safe (both keys sign). 409 once the parent's new DS is confirmed (submitted: finish instead), and, unless force=true, once the new key's CDS/CDNSKEY are published (a scanning parent may hold its DS: check it first)",
           tags,
           ...access({ ...WRITE, permission: "delete", confirm: true }),
         },

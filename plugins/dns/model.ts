@@ -167,6 +167,12 @@ const CdsChoice = t.Union([t.Literal("none"), t.Literal("rollover"), t.Literal("
 });
 const Lifetime = Integer({ minimum: 0, maximum: 36_500, description: "The key's lifetime in days: the schedule starts a rollover once it is this old; 0 (the default): rolled by hand; else at least 7" });
 
+export const CancelRolloverQuery = t.Object({
+  force: t.Optional(
+    t.Boolean({ description: "Cancel although the new key's CDS/CDNSKEY were published (a parent that scans may hold its DS): only once the parent is checked to hold the old DS alone (dig +norecurse DS <zone> @<parent server>)" }),
+  ),
+});
+
 export const EnableDnssec = t.Optional(
   t.Object({
     denial: t.Optional(DenialChoice),

@@ -109,7 +109,8 @@ describe("dns zone dnssec rollover start|finish|cancel, and show and ds during a
     expect([cancel.code, cancel.requests]).toEqual([2, []]);
     // Resolvers may hold the new DS until the parent's DS TTL passes after it goes: a cancel before then fails them.
     expect(cancel.error?.message).toContain("put the old DS back, wait for the parent's DS TTL, then cancel; leaving the rollover running is always safe (both keys sign)");
-    expect(cancel.error?.message).toEndWith("Then add --yes");
+    expect(cancel.error?.message).toContain("a parent that scans for them may already hold its DS: check (dig +norecurse DS example.test @<parent server>)");
+    expect(cancel.error?.message).toEndWith("Then add --yes (and --force once the CDS is published)");
   });
 
   test("start prints the new DS and the steps; finish and cancel --yes send the confirmed request and say which key signs", async () => {
@@ -311,5 +312,10 @@ describe("dns zone dnssec: CDS/CDNSKEY, the key lifetime, ds-removal and rollove
       [{ method: "POST", path: `${base}/rollover/submitted`, body: undefined, confirmed: true }],
       "example.test.: the parent's new DS confirmed; the schedule finishes the rollover from 2026-11-03T00:00:00.000Z\n",
     ]);
+  });
+
+  test("rollover cancel --force sends force=true (a cancel once the new key's CDS is published), confirmed", async () => {
+    const done = await runCommand(dnsCommands, "dns zone dnssec rollover cancel", { args: ["example.test"], options: { ...org, yes: true, force: true }, answer: () => signed });
+    expect([done.code, done.requests]).toEqual([0, [{ method: "DELETE", path: `${base}/rollover?force=true`, body: undefined, confirmed: true }]]);
   });
 });

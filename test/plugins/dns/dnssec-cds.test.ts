@@ -18,7 +18,7 @@ import { DELETE_SIGNAL, dnskeyText, dsOf, dsText, generateSigningKey, parentSign
 import { parseName } from "../../../plugins/dns/names.ts";
 import { ZoneTable } from "../../../plugins/dns/server.ts";
 import { rrToText, type Zone } from "../../../plugins/dns/zone.ts";
-import { axfrRecords, delv, dnssecVerify, listenerFor } from "../../helpers/dnssec-validators.ts";
+import { axfrRecords, delv, delvAgainst, dnssecVerify, listenerFor } from "../../helpers/dnssec-validators.ts";
 import { requireTool } from "../../helpers/tools.ts";
 import { confirmationToken, stoppedAfterEach } from "../../helpers/citadel.ts";
 import { operatorCaller } from "../../helpers/caller.ts";
@@ -349,3 +349,56 @@ describe("the automatic rollover schedule", () => {
 
 /** For the record: a zone's records as lines (debugging a failed expectation). */
 export const linesOf = (zone: Zone) => zone.records().map(rrToText);
+
+describe("cancelling a rollover the parent may already follow", () => {
+  /** A manual rollover of a zone signed with `cds`, taken to its ready step (replace_ds_from's schedule check). */
+  async function readyRollover(cds: string) {
+    const signed = await signedZone({ cds });
+    const started = await signed.c.send("POST", `${signed.zone}/dnssec/rollover`, await fresh(signed.c));
+    expect(started.status).toBe(200);
+    signed.c.clock.advance(120_000);
+    expect((await signed.dnssec.runSchedule()).map((s) => s.step)).toEqual(["new key ready for the parent"]);
+    const newKey = started.body.keys.find((k: { state: string }) => k.state === "incoming") as { key_tag: number; ds: string };
+    return { ...signed, newKey };
+  }
+  const tagsOf = async (c: App, zone: string) => (await c.send("GET", `${zone}/dnssec`, await fresh(c))).body.keys.map((k: { key_tag: number }) => k.key_tag);
+
+  test("once the parent is confirmed to publish the new DS (submitted), a cancel is 409, even forced: the new key stays, delv validates with the new DS", async () => {
+    const { c, zone, id, newKey } = await readyRollover("rollover");
+    expect((await confirmed(c, "POST", `${zone}/dnssec/rollover/submitted`)).status).toBe(200);
+    const before = await tagsOf(c, zone);
+    for (const path of [`${zone}/dnssec/rollover`, `${zone}/dnssec/rollover?force=true`]) {
+      const cancel = await confirmed(c, "DELETE", path);
+      expect([cancel.status, cancel.body.code]).toEqual([409, "conflict"]);
+      expect(cancel.body.detail).toContain("the parent publishes the new key's DS");
+      expect(cancel.body.detail).toContain("citadel dns zone dnssec rollover finish");
+    }
+    expect(await tagsOf(c, zone)).toEqual(before);
+    expect(before).toContain(newKey.key_tag);
+    const verdict = await delvAgainst(served(c, id), newKey.ds, "www.example.org.", "A");
+    if (verdict !== null) expect(verdict).toContain("fully validated");
+  });
+
+  for (const mode of ["rollover", "always"]) {
+    test(`cds ${mode}: once the new key's CDS is published (ready), a cancel is 409 naming the check at the parent; force cancels`, async () => {
+      const { c, zone, id, newKey } = await readyRollover(mode);
+      expect(cdsOf(served(c, id))).toEqual([dataOf(newKey.ds)]);
+      const refused = await confirmed(c, "DELETE", `${zone}/dnssec/rollover`);
+      expect([refused.status, refused.body.code]).toEqual([409, "conflict"]);
+      expect(refused.body.detail).toContain("dig +norecurse DS example.org. @<parent server>");
+      expect(refused.body.detail).toContain("force");
+      expect(await tagsOf(c, zone)).toContain(newKey.key_tag);
+      const forced = await confirmed(c, "DELETE", `${zone}/dnssec/rollover?force=true`);
+      expect(forced.status).toBe(200);
+      expect(forced.body.keys.map((k: { key_tag: number }) => k.key_tag)).not.toContain(newKey.key_tag);
+      expect(auditOf(c).at(-1)).toMatchObject({ action: "dns.zone.dnssec.rollover.cancel", reason: expect.stringContaining("forced") });
+    });
+  }
+
+  test("cds none: nothing was published for the parent, so a cancel after ready needs no force; before ready neither", async () => {
+    const { c, zone } = await readyRollover("none");
+    expect((await confirmed(c, "DELETE", `${zone}/dnssec/rollover`)).status).toBe(200);
+    expect((await c.send("POST", `${zone}/dnssec/rollover`, await fresh(c))).status).toBe(200);
+    expect((await confirmed(c, "DELETE", `${zone}/dnssec/rollover`)).status).toBe(200);
+  });
+});
