@@ -307,6 +307,8 @@ export interface DnssecView {
   cds: CdsView | null;
   /** The key's lifetime in days (0: rolled by hand; null unsigned), and when the schedule starts the next rollover (null: none scheduled, or one in progress). */
   csk_lifetime_days: number | null;
+  /** When the zone's key began to sign alone (its signing, or its rollover's finish): its lifetime counts from then. */
+  activated_at: string | null;
   next_rollover_at: string | null;
 }
 
@@ -651,7 +653,8 @@ export class DnssecService {
     } finally {
       pkcs8.fill(0);
     }
-    sql.replaceZoneKey(tx, row.id, { algorithm: incoming.algorithm, dnskey: incoming.dnskey, private_key: envelope, created_at: incoming.created_at });
+    // Its lifetime counts from now, when it begins to sign alone: a parent that took long does not shorten it.
+    sql.replaceZoneKey(tx, row.id, { algorithm: incoming.algorithm, dnskey: incoming.dnskey, private_key: envelope, created_at: incoming.created_at, activated_at: now });
     sql.deleteIncomingKey(tx, row.id);
     const serial = nextSerial(row.serial, now);
     sql.updateZoneSoa(tx, row.id, row, serial, now);
@@ -788,7 +791,7 @@ export class DnssecService {
 
   private view(row: sql.ZoneRow, key: sql.ZoneKeyRow | null, incoming: sql.IncomingKeyRow | null, expiresAt: number | null = null): DnssecView {
     if (!key) {
-      return { zone: row.name, enabled: false, algorithm: null, key_tag: null, dnskey: [], ds: [], signatures_expire_at: null, created_at: null, keys: [], rollover: null, denial: null, nsec3: null, cds: null, csk_lifetime_days: null, next_rollover_at: null };
+      return { zone: row.name, enabled: false, algorithm: null, key_tag: null, dnskey: [], ds: [], signatures_expire_at: null, created_at: null, keys: [], rollover: null, denial: null, nsec3: null, cds: null, csk_lifetime_days: null, activated_at: null, next_rollover_at: null };
     }
     const origin = parseName(row.name, null);
     const keyView = (dnskey: Uint8Array, state: KeyState, createdAt: number): DnssecKeyView => ({
@@ -816,6 +819,7 @@ export class DnssecService {
       nsec3: key.denial === "nsec3" ? nsec3View(row.name, nsec3ParamsOf(key)) : null,
       cds: cdsView(row.name, key, incoming),
       csk_lifetime_days: key.csk_lifetime,
+      activated_at: iso(key.activated_at),
       next_rollover_at: incoming ? null : nullableIso(nextRolloverAt(key)),
     };
   }
@@ -968,10 +972,14 @@ export function requestedLifetime(days: number | undefined): number | null {
 
 const lifetimeText = (days: number) => (days === 0 ? "none (rolled by hand)" : `${days} days`);
 
-/** When the schedule starts the zone's next rollover (null: its lifetime is 0, or it asks the parent to remove the DS). */
-export function nextRolloverAt(key: Pick<sql.ZoneKeyRow, "csk_lifetime" | "cds" | "created_at">): number | null {
+/**
+ * When the schedule starts the zone's next rollover (null: its lifetime is 0, or it asks the
+ * parent to remove the DS): a lifetime after the key began to sign alone (Knot counts from the
+ * activation too), so a parent slower than the lifetime does not start the next rollover at once.
+ */
+export function nextRolloverAt(key: Pick<sql.ZoneKeyRow, "csk_lifetime" | "cds" | "activated_at">): number | null {
   if (key.csk_lifetime === 0 || key.cds === "delete") return null;
-  return key.created_at + key.csk_lifetime * 86_400_000;
+  return key.activated_at + key.csk_lifetime * 86_400_000;
 }
 
 /** From when the schedule finishes the rollover (null: the parent's DS is not confirmed yet): the parent delay after the confirmation, and never before finish_possible_at. */

@@ -146,10 +146,14 @@ export const dnsMigrations: readonly Migration[] = [
     // always, or RFC 8078's delete records — and the key's lifetime in days (0: rolled by hand).
     // Per rollover: when the new key became ready for the parent (CDS for it published from
     // then, the serial moved), when the parent was confirmed to publish its DS (by the operator
-    // or the parent check) and the wait configured then, and whether the schedule started it.
+    // or the parent check) and the wait configured then, and whether the schedule started it. The
+    // key's activation (when it began to sign alone: its signing, or its rollover's finish), from
+    // which its lifetime counts, as Knot's; a key signing before this counts from its creation.
     up: `ALTER TABLE dns_zone_keys ADD COLUMN cds TEXT NOT NULL DEFAULT 'none' CHECK (cds IN ('none', 'rollover', 'always', 'delete'));
     ALTER TABLE dns_zone_keys ADD COLUMN csk_lifetime INTEGER NOT NULL DEFAULT 0 CHECK (csk_lifetime >= 0);
     ALTER TABLE dns_zone_keys ADD COLUMN cds_since INTEGER;
+    ALTER TABLE dns_zone_keys ADD COLUMN activated_at INTEGER;
+    UPDATE dns_zone_keys SET activated_at = created_at;
     ALTER TABLE dns_zone_incoming_keys ADD COLUMN ready_at INTEGER;
     ALTER TABLE dns_zone_incoming_keys ADD COLUMN submitted_at INTEGER;
     ALTER TABLE dns_zone_incoming_keys ADD COLUMN submitted_by TEXT CHECK (submitted_by IN ('operator', 'parent'));

@@ -148,7 +148,8 @@ export const Dnssec = t.Object({
   ),
   cds: t.Union([Cds, t.Null()], { description: "CDS/CDNSKEY publication for the parent (RFC 7344, 8078); null when unsigned" }),
   csk_lifetime_days: t.Union([Integer(), t.Null()], { description: "The key's lifetime: the schedule starts a rollover once the key is this old (0: rolled by hand)" }),
-  next_rollover_at: t.Union([Iso, t.Null()], { description: "When the schedule starts the next rollover (null: none scheduled, or one in progress)" }),
+  activated_at: t.Union([Iso, t.Null()], { description: "When the zone's key began to sign alone (its signing, or its rollover's finish): the lifetime counts from then" }),
+  next_rollover_at: t.Union([Iso, t.Null()], { description: "When the schedule starts the next rollover (activated_at + the lifetime; null: none scheduled, or one in progress)" }),
 });
 
 const Nsec3Request = t.Object(

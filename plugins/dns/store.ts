@@ -194,8 +194,10 @@ export interface ZoneKeyRow {
   /** What Citadel publishes as CDS/CDNSKEY at the apex (migration 0009), since when (ms; null: since signing began). */
   cds: CdsMode;
   cds_since: number | null;
-  /** The key's lifetime in days: the schedule starts a rollover once it is that old (0: rolled by hand). */
+  /** The key's lifetime in days: the schedule starts a rollover once it is that old (0: rolled by hand), counted from `activated_at`. */
   csk_lifetime: number;
+  /** When the key began to sign alone (ms): the zone's signing, or its rollover's finish — a slow parent does not shorten the next key's life. */
+  activated_at: number;
 }
 
 export type DenialMode = "nsec" | "nsec3";
@@ -203,10 +205,10 @@ export type DenialMode = "nsec" | "nsec3";
 export type CdsMode = "none" | "rollover" | "always" | "delete";
 
 export const zoneKey = (db: Database, zoneId: string) => db.query<ZoneKeyRow, [string]>("SELECT * FROM dns_zone_keys WHERE zone_id = ?").get(zoneId);
-export const insertZoneKey = (tx: Database, row: Omit<ZoneKeyRow, "signed_serial" | "rrsigs" | "cds_since">) =>
+export const insertZoneKey = (tx: Database, row: Omit<ZoneKeyRow, "signed_serial" | "rrsigs" | "cds_since" | "activated_at">) =>
   tx
-    .query("INSERT INTO dns_zone_keys (zone_id, algorithm, dnskey, private_key, created_at, denial, nsec3_salt, cds, csk_lifetime) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
-    .run(row.zone_id, row.algorithm, row.dnskey, row.private_key, row.created_at, row.denial, row.nsec3_salt, row.cds, row.csk_lifetime);
+    .query("INSERT INTO dns_zone_keys (zone_id, algorithm, dnskey, private_key, created_at, denial, nsec3_salt, cds, csk_lifetime, activated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    .run(row.zone_id, row.algorithm, row.dnskey, row.private_key, row.created_at, row.denial, row.nsec3_salt, row.cds, row.csk_lifetime, row.created_at);
 /** The zone's CDS/CDNSKEY publication becomes another (its serial moves in the same transaction when what is published changes). */
 export const setZoneCds = (tx: Database, zoneId: string, cds: CdsMode, since: number) => tx.query("UPDATE dns_zone_keys SET cds = ?, cds_since = ? WHERE zone_id = ?").run(cds, since, zoneId);
 export const setZoneKeyLifetime = (tx: Database, zoneId: string, days: number) => tx.query("UPDATE dns_zone_keys SET csk_lifetime = ? WHERE zone_id = ?").run(days, zoneId);
@@ -216,8 +218,10 @@ export const setZoneDenial = (tx: Database, zoneId: string, denial: DenialMode, 
 export const saveZoneRrsigs = (db: Database, zoneId: string, serial: number, rrsigs: Uint8Array) =>
   db.query("UPDATE dns_zone_keys SET signed_serial = ?, rrsigs = ? WHERE zone_id = ?").run(serial, rrsigs, zoneId);
 /** The zone's key becomes another (a rollover's new key, its envelope made again for this row); the stored RRSIGs stay until the next signing. */
-export const replaceZoneKey = (tx: Database, zoneId: string, key: Pick<ZoneKeyRow, "algorithm" | "dnskey" | "private_key" | "created_at">) =>
-  tx.query("UPDATE dns_zone_keys SET algorithm = ?, dnskey = ?, private_key = ?, created_at = ? WHERE zone_id = ?").run(key.algorithm, key.dnskey, key.private_key, key.created_at, zoneId);
+export const replaceZoneKey = (tx: Database, zoneId: string, key: Pick<ZoneKeyRow, "algorithm" | "dnskey" | "private_key" | "created_at" | "activated_at">) =>
+  tx
+    .query("UPDATE dns_zone_keys SET algorithm = ?, dnskey = ?, private_key = ?, created_at = ?, activated_at = ? WHERE zone_id = ?")
+    .run(key.algorithm, key.dnskey, key.private_key, key.created_at, key.activated_at, zoneId);
 /** Every key of the zone, a rollover's new one too: its signing ended (disabled, the zone deleted or erased). */
 export function deleteZoneKeys(tx: Database, zoneId: string): void {
   tx.query("DELETE FROM dns_zone_incoming_keys WHERE zone_id = ?").run(zoneId);

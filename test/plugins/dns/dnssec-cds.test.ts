@@ -270,7 +270,8 @@ describe("the automatic rollover schedule", () => {
     shown = dnssec.show(c.owner.organization, "example.org");
     expect([shown.keys.map((k) => [k.key_tag, k.state]), shown.rollover]).toEqual([[[newKey.key_tag, "active"]], null]);
     expect(cdsOf(served(c, id))).toEqual([]); // rollover mode: nothing once the parent has it
-    expect(shown.next_rollover_at).toBe(new Date(Date.parse(newKey.created_at) + 7 * DAY).toISOString());
+    // The new key's lifetime counts from its activation, the finish: not from its creation.
+    expect([shown.activated_at, shown.next_rollover_at]).toEqual([new Date(c.clock.now()).toISOString(), new Date(c.clock.now() + 7 * DAY).toISOString()]);
 
     expect(auditOf(c).map((e) => [e.action, e.actor_kind])).toEqual([
       ["dns.zone.dnssec.enable", "user"],
@@ -281,6 +282,25 @@ describe("the automatic rollover schedule", () => {
     ]);
     expect(auditOf(c)[1]!.reason).toContain(`by the schedule: key tag ${oldTag} reached its lifetime (7 days)`);
     expect(auditOf(c)[4]!.reason).toContain("by the schedule: the parent's DS confirmed by an operator");
+  });
+
+  test("a slow parent does not make rollovers back to back: the key's lifetime counts from its activation (the finish), not its creation", async () => {
+    const { c, zone, dnssec } = await signedZone({ csk_lifetime_days: 7 });
+    c.clock.advance(7 * DAY);
+    expect((await dnssec.runSchedule()).map((s) => s.step)).toEqual(["rollover started"]);
+    c.clock.advance(120_000);
+    expect((await dnssec.runSchedule()).map((s) => s.step)).toEqual(["new key ready for the parent"]);
+    c.clock.advance(10 * DAY); // the parent takes 10 days, more than the lifetime
+    expect((await confirmed(c, "POST", `${zone}/dnssec/rollover/submitted`)).status).toBe(200);
+    c.clock.advance(600_000);
+    expect((await dnssec.runSchedule()).map((s) => s.step)).toEqual(["rollover finished"]);
+    const finishedAt = c.clock.now();
+    expect(await dnssec.runSchedule()).toEqual([]);
+    expect(dnssec.show(c.owner.organization, "example.org").next_rollover_at).toBe(new Date(finishedAt + 7 * DAY).toISOString());
+    c.clock.advance(7 * DAY - 1000);
+    expect(await dnssec.runSchedule()).toEqual([]);
+    c.clock.advance(1000);
+    expect((await dnssec.runSchedule()).map((s) => s.step)).toEqual(["rollover started"]);
   });
 
   test("never finishes before finish_possible_at, even when the parent delay is shorter (a zone record of a day's TTL)", async () => {
