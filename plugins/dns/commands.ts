@@ -401,7 +401,11 @@ export const dnsCommands: Command[] = [
       }
       const api = await ctx.api();
       const view = await api.request<DnssecView>("POST", zonePath(await organizationOf(ctx, api), ctx.args[0]!, "/dnssec/rollover/submitted"), undefined, { confirmed: true });
-      print(ctx, view, `${view.zone}: the parent's new DS confirmed; the schedule finishes the rollover from ${view.rollover?.auto_finish_at}`);
+      print(
+        ctx,
+        view,
+        `${view.zone}: the parent's new DS confirmed; the schedule finishes the rollover from ${view.rollover?.auto_finish_at}, once resolvers can no longer hold the old DS ([dns] dnssec_parent_delay covers the parent's DS TTL: keep it at least that TTL)`,
+      );
       return 0;
     },
   },

@@ -997,7 +997,7 @@ function waitingFor(incoming: sql.IncomingKeyRow, now: number): { code: Rollover
   if (finishAt === null) {
     return { code: "parent", text: "the parent to publish the new key's DS alone: confirm it (citadel dns zone dnssec rollover submitted), and the schedule finishes the rollover; the old key stays until then" };
   }
-  if (now < finishAt) return { code: "parent_delay", text: `the parent's DS TTL and the caches of the old key's records: the schedule finishes the rollover from ${iso(finishAt)}` };
+  if (now < finishAt) return { code: "parent_delay", text: `the parent's DS TTL (resolvers may hold the old DS that long after the parent's change: [dns] dnssec_parent_delay, ${incoming.parent_delay} s, covers it) and the caches of the old key's records: the schedule finishes the rollover from ${iso(finishAt)}` };
   return { code: "finish", text: "nothing: the schedule finishes the rollover at its next check" };
 }
 

@@ -462,7 +462,7 @@ export const dnsPlugin = definePlugin<DnsSettings>({
         // The schedule removes the old key on this word: as grave as a finish.
         detail: {
           summary:
-            "Confirm that the parent publishes the new key's DS alone (Knot's zone-ksk-submitted): the schedule finishes the rollover once [dns] dnssec_parent_delay has passed (asks for confirmation); 409 before replace_ds_from or when confirmed already; 404 with no rollover",
+            "Confirm that the parent publishes the new key's DS alone (Knot's zone-ksk-submitted): the schedule finishes the rollover once [dns] dnssec_parent_delay has passed, waiting out the parent's DS TTL that resolvers may still hold the old DS for (asks for confirmation); 409 before replace_ds_from or when confirmed already; 404 with no rollover",
           tags,
           ...access({ ...WRITE, permission: "delete", confirm: true }),
         },

@@ -55,10 +55,11 @@ export const DnsSettings = section("Authoritative DNS: where it listens, and the
   }),
   dnssec_parent_delay: Type.Integer({
     default: 86_400,
-    minimum: 0,
+    // Resolvers may hold the old DS for the parent's DS TTL after the parent changed it: the old key must outlive that.
+    minimum: 3600,
     maximum: 2_592_000,
     description:
-      "DNSSEC automatic rollover: seconds the schedule waits, once the parent is confirmed to publish the new DS alone (citadel dns zone dnssec rollover submitted), before it removes the old key: the parent's DS TTL and its own propagation (Knot's parent-delay). A day by default; a rollover keeps the value of its confirmation.",
+      "DNSSEC automatic rollover: seconds the schedule waits, once the parent is confirmed to publish the new DS alone (citadel dns zone dnssec rollover submitted), before it removes the old key: at least the parent's DS TTL (resolvers may hold the old DS that long after the parent's change; often a day) and its own propagation (Knot's parent-delay). A day by default, an hour at least; a rollover keeps the value of its confirmation.",
   }),
   query_log_sample: Type.Integer({ default: 0, minimum: 0, maximum: 1_000_000, description: "Query log: write one query in N to dns-queries.log in the data directory (1: every query). 0: no query log." }),
   query_log_max_mb: Type.Integer({ default: 64, minimum: 1, maximum: 65_536, description: "Query log: MiB on disk at most, the current file and the one rotated file together." }),

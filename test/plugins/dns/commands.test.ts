@@ -310,7 +310,7 @@ describe("dns zone dnssec: CDS/CDNSKEY, the key lifetime, ds-removal and rollove
     expect([done.code, done.requests, done.stdout]).toEqual([
       0,
       [{ method: "POST", path: `${base}/rollover/submitted`, body: undefined, confirmed: true }],
-      "example.test.: the parent's new DS confirmed; the schedule finishes the rollover from 2026-11-03T00:00:00.000Z\n",
+      "example.test.: the parent's new DS confirmed; the schedule finishes the rollover from 2026-11-03T00:00:00.000Z, once resolvers can no longer hold the old DS ([dns] dnssec_parent_delay covers the parent's DS TTL: keep it at least that TTL)\n",
     ]);
   });
 

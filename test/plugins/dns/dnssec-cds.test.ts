@@ -27,9 +27,9 @@ const citadel = stoppedAfterEach();
 type App = Awaited<ReturnType<typeof citadel>>;
 const DAY = 86_400_000;
 
-/** A signed zone example.org (TTLs of 60 s, propagation delay 60 s, parent delay 600 s), the clock at the real time (delv checks it). */
+/** A signed zone example.org (TTLs of 60 s, propagation delay 60 s, parent delay 3600 s, its minimum), the clock at the real time (delv checks it). */
 async function signedZone(enable: Record<string, unknown> = {}, dns: Record<string, unknown> = {}) {
-  const c = await citadel({ config: { dns: { dnssec_propagation_delay: 60, dnssec_parent_delay: 600, ...dns } } });
+  const c = await citadel({ config: { dns: { dnssec_propagation_delay: 60, dnssec_parent_delay: 3600, ...dns } } });
   c.clock.advance(Date.now() - c.clock.now());
   const owner = await c.login(c.owner.email, c.owner.password);
   const zones = `/v1/dns/orgs/${c.owner.organization}/zones`;
@@ -261,9 +261,10 @@ describe("the automatic rollover schedule", () => {
     const submitted = await confirmed(c, "POST", submit);
     const submittedAt = c.clock.now();
     expect(submitted.status).toBe(200);
-    expect(submitted.body.rollover).toMatchObject({ submitted_by: "operator", submitted_at: new Date(submittedAt).toISOString(), auto_finish_at: new Date(submittedAt + 600_000).toISOString(), waiting_for: "parent_delay" });
+    expect(submitted.body.rollover.waiting).toContain("the parent's DS TTL");
+    expect(submitted.body.rollover).toMatchObject({ submitted_by: "operator", submitted_at: new Date(submittedAt).toISOString(), auto_finish_at: new Date(submittedAt + 3_600_000).toISOString(), waiting_for: "parent_delay" });
     expect((await confirmed(c, "POST", submit)).status).toBe(409);
-    c.clock.advance(600_000 - 1000);
+    c.clock.advance(3_600_000 - 1000);
     expect(await dnssec.runSchedule()).toEqual([]);
     c.clock.advance(1000);
     expect(await dnssec.runSchedule()).toEqual([{ zone: "example.org.", step: "rollover finished" }]);
@@ -292,7 +293,7 @@ describe("the automatic rollover schedule", () => {
     expect((await dnssec.runSchedule()).map((s) => s.step)).toEqual(["new key ready for the parent"]);
     c.clock.advance(10 * DAY); // the parent takes 10 days, more than the lifetime
     expect((await confirmed(c, "POST", `${zone}/dnssec/rollover/submitted`)).status).toBe(200);
-    c.clock.advance(600_000);
+    c.clock.advance(3_600_000);
     expect((await dnssec.runSchedule()).map((s) => s.step)).toEqual(["rollover finished"]);
     const finishedAt = c.clock.now();
     expect(await dnssec.runSchedule()).toEqual([]);
@@ -304,7 +305,7 @@ describe("the automatic rollover schedule", () => {
   });
 
   test("never finishes before finish_possible_at, even when the parent delay is shorter (a zone record of a day's TTL)", async () => {
-    const { c, owner, zone, dnssec } = await signedZone({ csk_lifetime_days: 7 }, { dnssec_parent_delay: 0 });
+    const { c, owner, zone, dnssec } = await signedZone({ csk_lifetime_days: 7 });
     expect((await c.send("PUT", `${zone}/rrsets/slow/TXT`, owner, { json: { ttl: 86_400, records: ['"a day"'] } })).status).toBe(200);
     c.clock.advance(7 * DAY);
     await dnssec.runSchedule();
@@ -329,7 +330,7 @@ describe("the automatic rollover schedule", () => {
     const newCds = dnssec.show(c.owner.organization, "example.org").keys.find((k) => k.state === "incoming")!.ds.split(" IN DS ")[1]!;
     expect(cdsOf(served(c, id))).toEqual([newCds]);
     await confirmed(c, "POST", `${zone}/dnssec/rollover/submitted`);
-    c.clock.advance(600_000);
+    c.clock.advance(3_600_000);
     await dnssec.runSchedule();
     expect(cdsOf(served(c, id))).toEqual([newCds]);
   });
@@ -351,7 +352,7 @@ describe("the automatic rollover schedule", () => {
     // Restarted again, after the confirmation: the finish still comes, from the stored times.
     await restarted.confirmSubmission(operatorCaller("restarted"), c.owner.organization, "example.org");
     const again = new DnssecService(kernel, new DnsService(kernel));
-    c.clock.advance(600_000);
+    c.clock.advance(3_600_000);
     expect((await again.runSchedule()).map((s) => s.step)).toEqual(["rollover finished"]);
     expect((await c.send("GET", `${zone}/dnssec`, await fresh(c))).body.keys.map((k: { key_tag: number }) => k.key_tag)).toEqual([before.keys[1]!.key_tag]);
   });
