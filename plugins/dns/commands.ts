@@ -137,14 +137,24 @@ function cdsText(view: DnssecView): string[] {
     none: "none published (--cds rollover publishes the new key's while a rollover waits for the parent)",
     rollover: "published while a rollover waits for the parent",
     always: "always published: the key the parent should point at",
-    delete: `delete (RFC 8078): the parent is asked to remove the DS${cds.since ? ` since ${cds.since}` : ""}; once it has none (dig ${view.zone} DS), citadel dns zone dnssec disable ${view.zone} --yes`,
+    delete: `delete (RFC 8078): the parent is asked to remove the DS${cds.since ? ` since ${cds.since}` : ""}; once it has none (${parentDsCheck(view.zone)}) and the DS TTL has passed, citadel dns zone dnssec disable ${view.zone} --yes`,
   };
-  const schedule =
-    view.csk_lifetime_days === 0 || view.csk_lifetime_days === null
-      ? "key lifetime: none (rolled by hand; --csk-lifetime DAYS rolls it on a schedule)"
-      : `key lifetime: ${view.csk_lifetime_days} days; ${view.next_rollover_at ? `next rollover starts ${view.next_rollover_at}` : "a rollover is in progress"}`;
-  return [`CDS/CDNSKEY: ${modes[cds.mode]}`, ...cds.cds.map((line) => `  ${line}`), ...cds.cdnskey.map((line) => `  ${line}`), schedule];
+  return [`CDS/CDNSKEY: ${modes[cds.mode]}`, ...cds.cds.map((line) => `  ${line}`), ...cds.cdnskey.map((line) => `  ${line}`), scheduleText(view)];
 }
+
+/** When the key rolls next: by hand, at next_rollover_at, paused by a delete request, or now (a rollover in progress). */
+function scheduleText(view: DnssecView): string {
+  if (view.csk_lifetime_days === 0 || view.csk_lifetime_days === null) return "key lifetime: none (rolled by hand; --csk-lifetime DAYS rolls it on a schedule)";
+  const lifetime = `key lifetime: ${view.csk_lifetime_days} days`;
+  if (view.next_rollover_at) return `${lifetime}; next rollover starts ${view.next_rollover_at}`;
+  if (view.rollover !== null) return `${lifetime}; a rollover is in progress`;
+  if (view.cds?.mode === "delete") return `${lifetime}; paused while the parent is asked to remove the DS (--cds rollover withdraws the request and resumes it)`;
+  return lifetime;
+}
+
+/** How to ask the parent itself whether it has the zone's DS (a recursive answer may be cached). */
+const parentDsCheck = (zone: string) => `dig +norecurse DS ${zone} @<parent server>`;
+
 
 /** Where a rollover stands and what the operator does next (nothing without one). */
 function rolloverText(view: DnssecView): string[] {
@@ -339,7 +349,7 @@ export const dnsCommands: Command[] = [
         print(
           ctx,
           view,
-          `${view.zone} asks its parent to remove the DS (CDS 0 0 0 00, CDNSKEY 0 3 0 AA==) and stays signed. Once the parent has no DS for it (dig +norecurse ${view.zone} DS @a-parent-server) and the DS TTL has passed: citadel dns zone dnssec disable ${view.zone} --yes. A parent that does not scan for CDS needs the DS removed at the registrar.`,
+          `${view.zone} asks its parent to remove the DS (CDS 0 0 0 00, CDNSKEY 0 3 0 AA==) and stays signed. Once the parent has no DS for it (${parentDsCheck(view.zone)}) and the DS TTL has passed: citadel dns zone dnssec disable ${view.zone} --yes. A parent that does not scan for CDS needs the DS removed at the registrar.`,
         );
         return 0;
       }
@@ -396,7 +406,7 @@ export const dnsCommands: Command[] = [
       needArgs(ctx, 1, "citadel dns zone dnssec rollover submitted <zone>");
       if (ctx.options.yes !== true) {
         throw new UsageError(
-          `on this word the schedule removes ${ctx.args[0]}'s old key once the parent delay has passed: validators holding its DS would fail every name. Check that the parent publishes only the new DS (dig +norecurse ${ctx.args[0]} DS @a-parent-server), then add --yes`,
+          `on this word the schedule removes ${ctx.args[0]}'s old key once the parent delay has passed: validators holding its DS would fail every name. Check that the parent publishes only the new DS (${parentDsCheck(ctx.args[0]!)}), then add --yes`,
         );
       }
       const api = await ctx.api();
@@ -424,7 +434,7 @@ export const dnsCommands: Command[] = [
       if (ctx.options.yes !== true) {
         // Resolvers may hold the new DS for the parent's DS TTL after it goes: a cancel before then fails them.
         throw new UsageError(
-          `cancelling removes ${ctx.args[0]}'s new key: validators holding its DS fail every name of the zone, and resolvers may hold it for the parent's DS TTL after the registrar drops it. Once the new key's CDS/CDNSKEY are published, a parent that scans for them may already hold its DS: check (dig +norecurse DS ${ctx.args[0]} @<parent server>). If the parent has the new DS: put the old DS back, wait for the parent's DS TTL, then cancel; leaving the rollover running is always safe (both keys sign). Then add --yes (and --force once the CDS is published)`,
+          `cancelling removes ${ctx.args[0]}'s new key: validators holding its DS fail every name of the zone, and resolvers may hold it for the parent's DS TTL after the registrar drops it. Once the new key's CDS/CDNSKEY are published, a parent that scans for them may already hold its DS: check (${parentDsCheck(ctx.args[0]!)}). If the parent has the new DS: put the old DS back, wait for the parent's DS TTL, then cancel; leaving the rollover running is always safe (both keys sign). Then add --yes (and --force once the CDS is published)`,
         );
       }
       const api = await ctx.api();

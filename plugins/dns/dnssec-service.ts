@@ -465,7 +465,7 @@ export class DnssecService {
       const row = this.dns.zoneRow(organizationId, zone, tx);
       const key = sql.zoneKey(tx, row.id);
       if (!key) throw new NotFoundError(`${row.name} is not signed.`);
-      if (key.cds === "delete") throw new ConflictError(`${row.name} asks its parent to remove the DS already (since ${key.cds_since === null ? "its signing" : iso(key.cds_since)}): once the parent has no DS for it (dig ${row.name} DS) and the DS TTL passed, citadel dns zone dnssec disable ${row.name} --yes.`);
+      if (key.cds === "delete") throw new ConflictError(`${row.name} asks its parent to remove the DS already (since ${key.cds_since === null ? "its signing" : iso(key.cds_since)}): once the parent has no DS for it (dig +norecurse DS ${row.name} @<parent server>) and the DS TTL passed, citadel dns zone dnssec disable ${row.name} --yes.`);
       const incoming = sql.incomingKey(tx, row.id);
       if (incoming) throw new ConflictError(`${row.name} has a key rollover in progress (new key tag ${keyTag(incoming.dnskey)}): finish or cancel it before asking the parent to remove the DS.`);
       const now = this.k.clock.now();

@@ -318,4 +318,20 @@ describe("dns zone dnssec: CDS/CDNSKEY, the key lifetime, ds-removal and rollove
     const done = await runCommand(dnsCommands, "dns zone dnssec rollover cancel", { args: ["example.test"], options: { ...org, yes: true, force: true }, answer: () => signed });
     expect([done.code, done.requests]).toEqual([0, [{ method: "DELETE", path: `${base}/rollover?force=true`, body: undefined, confirmed: true }]]);
   });
+
+  test("show in delete mode with a lifetime: the schedule is paused while the parent is asked to remove the DS (not \"a rollover is in progress\"), and the hint asks the parent itself (found in review)", async () => {
+    const view = { ...signed, cds: { mode: "delete", since: "2026-11-02T00:00:00.000Z", cds: ["example.test. IN CDS 0 0 0 00"], cdnskey: ["example.test. IN CDNSKEY 0 3 0 AA=="] }, csk_lifetime_days: 30, next_rollover_at: null };
+    const run = await runCommand(dnsCommands, "dns zone dnssec show", { args: ["example.test"], options: org, answer: () => view });
+    expect(run.code).toBe(0);
+    expect(run.stdout).not.toContain("a rollover is in progress");
+    expect(run.stdout).toContain("key lifetime: 30 days; paused while the parent is asked to remove the DS");
+    expect(run.stdout).toContain("dig +norecurse DS example.test. @<parent server>");
+  });
+
+  test("show during a rollover says a rollover is in progress", async () => {
+    const rollover = { started_at: "2026-11-02T00:00:00.000Z", published_serial: 2, replace_ds_from: "2026-11-02T01:00:00.000Z", finish_possible_at: "2026-11-02T02:00:00.000Z", can_finish: false, dnskey_ttl: 60, max_ttl: 60, propagation_delay: 60 };
+    const keys = [11111, 22222].map((key_tag, i) => ({ key_tag, state: i === 0 ? "retiring" : "incoming", created_at: "2026-11-01T00:00:00.000Z", dnskey: "x", ds: "y" }));
+    const run = await runCommand(dnsCommands, "dns zone dnssec show", { args: ["example.test"], options: org, answer: () => ({ ...signed, keys, rollover, next_rollover_at: null }) });
+    expect(run.stdout).toContain("key lifetime: 90 days; a rollover is in progress");
+  });
 });
