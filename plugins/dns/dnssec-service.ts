@@ -659,6 +659,7 @@ export class DnssecService {
     const serial = nextSerial(row.serial, now);
     sql.updateZoneSoa(tx, row.id, row, serial, now);
     this.dns.signer.forgetKeys(row.id);
+    this.forgetWaiting(row.id);
     const [oldTag, newTag] = [keyTag(key.dnskey), keyTag(incoming.dnskey)];
     const confirmed =
       actor === "system"
@@ -682,20 +683,27 @@ export class DnssecService {
   async runSchedule(): Promise<Array<{ zone: string; step: ScheduleStep }>> {
     if (this.k.seal.keyringIfUnsealed() === null) return [];
     const done: Array<{ zone: string; step: ScheduleStep }> = [];
-    for (const zone of sql.scheduledZones(this.k.store.db)) {
+    const db = this.k.store.db;
+    for (const zone of sql.scheduledZones(db)) {
       try {
-        const step = await this.dns.zoneWrite((tx) => this.scheduleStep(tx, zone.id));
-        if (step === null) continue;
-        done.push({ zone: zone.name, step });
-        if (step === "waiting for the parent") {
-          const incoming = sql.incomingKey(this.k.store.db, zone.id);
+        // Read first: a zone where nothing is due, or whose rollover waits for the parent, takes no
+        // write (no transaction, no reload of the listeners).
+        const key = sql.zoneKey(db, zone.id);
+        const incoming = sql.incomingKey(db, zone.id);
+        const due = key === null ? null : dueStep(key, incoming, this.k.clock.now());
+        if (due === null) continue;
+        if (due === "waiting for the parent") {
+          done.push({ zone: zone.name, step: due });
           const at = `${zone.id} ${incoming?.created_at}`;
           if (this.waitingLogged.has(at)) continue;
           this.waitingLogged.add(at);
           this.k.log.warn("dns: a key rollover waits for the parent: the old key stays until the parent's DS for the new key is confirmed (citadel dns zone dnssec rollover submitted)", { zone: zone.name, new_key_tag: incoming ? keyTag(incoming.dnskey) : null });
-        } else {
-          this.k.log.info(`dns: key rollover schedule: ${step}`, { zone: zone.name });
+          continue;
         }
+        const step = await this.dns.zoneWrite((tx) => this.scheduleStep(tx, zone.id));
+        if (step === null) continue;
+        done.push({ zone: zone.name, step });
+        this.k.log.info(`dns: key rollover schedule: ${step}`, { zone: zone.name });
       } catch (error) {
         this.k.log.error("dns: the key rollover schedule could not act on a zone; it tries again at its next check", { zone: zone.name, error: error instanceof Error ? error.message : String(error) });
       }
@@ -703,8 +711,18 @@ export class DnssecService {
     return done;
   }
 
-  /** Zones whose rollover waits for the parent, logged once each (per rollover). */
+  /** Zones whose rollover waits for the parent, logged once each (per rollover): `zone id` + ` ` + the new key's creation. */
   private readonly waitingLogged = new Set<string>();
+
+  /** A rollover of the zone ended (finished or cancelled): its "waits" line is no longer needed. */
+  private forgetWaiting(zoneId: string): void {
+    for (const at of this.waitingLogged) if (at.startsWith(`${zoneId} `)) this.waitingLogged.delete(at);
+  }
+
+  /** How many rollovers' waits are remembered as logged (tests: none once they ended). */
+  waitingRemembered(): number {
+    return this.waitingLogged.size;
+  }
 
   /** The zones whose rollover waits for the parent's DS to be confirmed (the metric). */
   waitingForParent(): number {
@@ -714,28 +732,17 @@ export class DnssecService {
     }).length;
   }
 
+  /** The schedule's step for the zone, taken in `tx` when one is due (checked again there: the state may have changed since the read). */
   private scheduleStep(tx: Database, zoneId: string): ScheduleStep | null {
     const row = sql.liveZoneById(tx, zoneId);
     const key = row ? sql.zoneKey(tx, zoneId) : null;
     if (!row || !key) return null;
     const incoming = sql.incomingKey(tx, zoneId);
-    const now = this.k.clock.now();
-    if (!incoming) {
-      const due = nextRolloverAt(key);
-      if (due === null || now < due) return null;
-      this.startIn(tx, row, "system");
-      return "rollover started";
-    }
-    if (incoming.ready_at === null) {
-      if (now < replaceDsFrom(incoming)) return null;
-      this.markReady(tx, row, key, incoming, "system");
-      return "new key ready for the parent";
-    }
-    const finishAt = autoFinishAt(incoming);
-    if (finishAt === null) return "waiting for the parent";
-    if (now < finishAt) return null;
-    this.finishIn(tx, row, "system");
-    return "rollover finished";
+    const step = dueStep(key, incoming, this.k.clock.now());
+    if (step === "rollover started") this.startIn(tx, row, "system");
+    else if (step === "new key ready for the parent") this.markReady(tx, row, key, incoming!, "system");
+    else if (step === "rollover finished") this.finishIn(tx, row, "system");
+    return step;
   }
 
   /**
@@ -777,6 +784,7 @@ export class DnssecService {
         event(caller, row, "dns.zone.dnssec.rollover.cancel", `${row.name}: key rollover cancelled${forced}: new key tag ${newTag} removed (its DNSKEY and signatures), key tag ${keyTag(key.dnskey)} signs alone; serial ${serial}`),
       );
       const expiresAt = this.dns.signInWrite(tx, row.id);
+      this.forgetWaiting(row.id);
       return this.view({ ...row, serial, updated_at: now }, key, null, expiresAt);
     });
   }
@@ -896,6 +904,18 @@ const nullableIso = (ms: number | null) => (ms === null ? null : iso(ms));
 
 /** What one check of the rollover schedule did for a zone. */
 export type ScheduleStep = "rollover started" | "new key ready for the parent" | "waiting for the parent" | "rollover finished";
+
+/** The schedule's step due now for a zone with these key rows (null: nothing until a later check). */
+function dueStep(key: sql.ZoneKeyRow, incoming: sql.IncomingKeyRow | null, now: number): ScheduleStep | null {
+  if (!incoming) {
+    const due = nextRolloverAt(key);
+    return due === null || now < due ? null : "rollover started";
+  }
+  if (incoming.ready_at === null) return now < replaceDsFrom(incoming) ? null : "new key ready for the parent";
+  const finishAt = autoFinishAt(incoming);
+  if (finishAt === null) return "waiting for the parent";
+  return now < finishAt ? null : "rollover finished";
+}
 
 /**
  * The CDS and CDNSKEY a signed zone publishes, from its key rows alone (every change of them

@@ -304,6 +304,28 @@ describe("the automatic rollover schedule", () => {
     expect((await dnssec.runSchedule()).map((s) => s.step)).toEqual(["rollover started"]);
   });
 
+  test("a check where nothing is due, or the rollover waits for the parent, takes no write; what it remembers of a wait goes when the rollover ends (found in review)", async () => {
+    const { c, zone, dnssec } = await signedZone({ csk_lifetime_days: 7 });
+    const dns = dnsServiceOf(c.kernel as never);
+    let writes = 0;
+    const zoneWrite = dns.zoneWrite.bind(dns);
+    dns.zoneWrite = ((fn: never) => (writes++, zoneWrite(fn))) as typeof dns.zoneWrite;
+    expect(await dnssec.runSchedule()).toEqual([]);
+    expect(writes).toBe(0);
+    c.clock.advance(7 * DAY);
+    await dnssec.runSchedule();
+    c.clock.advance(120_000);
+    await dnssec.runSchedule();
+    expect(writes).toBe(2); // the start, the ready step
+    expect((await dnssec.runSchedule()).map((s) => s.step)).toEqual(["waiting for the parent"]);
+    expect((await dnssec.runSchedule()).map((s) => s.step)).toEqual(["waiting for the parent"]);
+    expect([writes, dnssec.waitingRemembered()]).toEqual([2, 1]);
+    expect((await confirmed(c, "POST", `${zone}/dnssec/rollover/submitted`)).status).toBe(200);
+    c.clock.advance(3_600_000);
+    expect((await dnssec.runSchedule()).map((s) => s.step)).toEqual(["rollover finished"]);
+    expect(dnssec.waitingRemembered()).toBe(0);
+  });
+
   test("never finishes before finish_possible_at, even when the parent delay is shorter (a zone record of a day's TTL)", async () => {
     const { c, owner, zone, dnssec } = await signedZone({ csk_lifetime_days: 7 });
     expect((await c.send("PUT", `${zone}/rrsets/slow/TXT`, owner, { json: { ttl: 86_400, records: ['"a day"'] } })).status).toBe(200);
