@@ -146,7 +146,11 @@ function cdsText(view: DnssecView): string[] {
 function scheduleText(view: DnssecView): string {
   if (view.csk_lifetime_days === 0 || view.csk_lifetime_days === null) return "key lifetime: none (rolled by hand; --csk-lifetime DAYS rolls it on a schedule)";
   const lifetime = `key lifetime: ${view.csk_lifetime_days} days`;
-  if (view.next_rollover_at) return `${lifetime}; next rollover starts ${view.next_rollover_at}`;
+  if (view.next_rollover_at) {
+    // A lifetime set on a key already older than it: the schedule starts the rollover at its next check.
+    if (Date.parse(view.next_rollover_at) <= Date.now()) return `${lifetime}; the key is older than that: the rollover starts at the schedule's next check (within 10 min)`;
+    return `${lifetime}; next rollover starts ${view.next_rollover_at}`;
+  }
   if (view.rollover !== null) return `${lifetime}; a rollover is in progress`;
   if (view.cds?.mode === "delete") return `${lifetime}; paused while the parent is asked to remove the DS (--cds rollover withdraws the request and resumes it)`;
   return lifetime;

@@ -430,7 +430,9 @@ export class DnssecService {
       }
       if (lifetime !== null && lifetime !== key.csk_lifetime) {
         sql.setZoneKeyLifetime(tx, row.id, lifetime);
-        changes.push(`key lifetime ${lifetimeText(key.csk_lifetime)} → ${lifetimeText(lifetime)}`);
+        const due = nextRolloverAt({ ...key, csk_lifetime: lifetime });
+        const soon = due !== null && incoming === null && due <= now ? " (the key is older: the rollover starts at the schedule's next check, within 10 minutes)" : "";
+        changes.push(`key lifetime ${lifetimeText(key.csk_lifetime)} → ${lifetimeText(lifetime)}${soon}`);
       }
       const after = sql.zoneKey(tx, row.id)!;
       const signalChanged = signalText(parentSignalOf(row.name, after, incoming)) !== before;

@@ -334,4 +334,10 @@ describe("dns zone dnssec: CDS/CDNSKEY, the key lifetime, ds-removal and rollove
     const run = await runCommand(dnsCommands, "dns zone dnssec show", { args: ["example.test"], options: org, answer: () => ({ ...signed, keys, rollover, next_rollover_at: null }) });
     expect(run.stdout).toContain("key lifetime: 90 days; a rollover is in progress");
   });
+
+  test("set --csk-lifetime on a key already older than it: says the rollover starts at the schedule's next check (found in review)", async () => {
+    const run = await runCommand(dnsCommands, "dns zone dnssec set", { args: ["example.test"], options: { ...org, "csk-lifetime": "30" }, answer: () => ({ ...signed, csk_lifetime_days: 30, next_rollover_at: "2020-01-31T00:00:00.000Z" }) });
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain("key lifetime: 30 days; the key is older than that: the rollover starts at the schedule's next check (within 10 min)");
+  });
 });
