@@ -166,7 +166,7 @@ function rolloverText(view: DnssecView): string[] {
   if (r === null) return [];
   const incoming = view.keys.find((k) => k.state === "incoming")!;
   const retiring = view.keys.find((k) => k.state === "retiring")!;
-  const submitted = r.submitted_at === null || r.submitted_at === undefined ? [] : [`  the parent's new DS confirmed ${r.submitted_at} (by ${r.submitted_by === "parent" ? "the parent check" : "an operator"}); the schedule finishes from ${r.auto_finish_at}`];
+  const submitted = r.submitted_at === null || r.submitted_at === undefined ? [] : [`  the parent's new DS confirmed ${r.submitted_at} (by an operator); the schedule finishes from ${r.auto_finish_at}`];
   return [
     `key rollover in progress since ${r.started_at}${r.automatic ? " (started by the schedule)" : ""} (new key published in serial ${r.published_serial}): key tag ${retiring.key_tag} → ${incoming.key_tag}`,
     ...(r.waiting_for === undefined ? [] : [`  waiting for: ${r.waiting_for}: ${r.waiting}`]),

@@ -257,9 +257,8 @@ export interface RolloverView {
   propagation_delay: number;
   /** When the new key became ready for the parent (its CDS/CDNSKEY published from then); null before replace_ds_from's schedule check. */
   ready_at: string | null;
-  /** When the parent was confirmed to publish the new DS alone, by whom (`rollover submitted`: operator; the parent check: parent). */
+  /** When an operator confirmed that the parent publishes the new DS alone (`rollover submitted`: Citadel asks no parent). */
   submitted_at: string | null;
-  submitted_by: "operator" | "parent" | null;
   /** From when the schedule finishes it by itself (null: not before the parent is confirmed). */
   auto_finish_at: string | null;
   /** Started by the schedule (the key's lifetime ran out), not by an operator. */
@@ -271,7 +270,7 @@ export interface RolloverView {
 
 /**
  * propagation: the new DNSKEY to reach every cache and secondary (the DS may not change yet);
- * parent: the parent to publish the new DS (`rollover submitted`, or the parent check); parent_delay:
+ * parent: the parent to publish the new DS (`rollover submitted`); parent_delay:
  * the DS TTL after the parent's change, and the caches of what the old key alone signed; finish:
  * nothing — the schedule finishes it at its next check (a manual finish is possible too).
  */
@@ -538,7 +537,6 @@ export class DnssecService {
         propagation_delay: this.k.settings.dnssec_propagation_delay,
         ready_at: null,
         submitted_at: null,
-        submitted_by: null,
         parent_delay: 0,
         automatic: actor === "system" ? 1 : 0,
       };
@@ -594,7 +592,7 @@ export class DnssecService {
       let row = this.dns.zoneRow(organizationId, zone, tx);
       const { key, incoming } = this.rollover(tx, row);
       const now = this.k.clock.now();
-      if (incoming.submitted_at !== null) throw new ConflictError(`${row.name}'s new key's DS was confirmed at the parent already (${iso(incoming.submitted_at)}, by ${incoming.submitted_by === "parent" ? "the parent check" : "an operator"}).`);
+      if (incoming.submitted_at !== null) throw new ConflictError(`${row.name}'s new key's DS was confirmed at the parent already (${iso(incoming.submitted_at)}, by an operator).`);
       const from = replaceDsFrom(incoming);
       if (now < from) {
         throw new HttpProblem(
@@ -609,8 +607,8 @@ export class DnssecService {
       let expiresAt = this.dns.signer.expiresAt(row.id);
       if (incoming.ready_at === null) ({ row, incoming: current, expiresAt } = this.markReady(tx, row, key, incoming, caller));
       const parentDelay = this.k.settings.dnssec_parent_delay;
-      sql.setIncomingSubmitted(tx, row.id, now, "operator", parentDelay);
-      current = { ...current, submitted_at: now, submitted_by: "operator", parent_delay: parentDelay };
+      sql.setIncomingSubmitted(tx, row.id, now, parentDelay);
+      current = { ...current, submitted_at: now, parent_delay: parentDelay };
       this.k.audit.record(
         tx,
         event(caller, row, "dns.zone.dnssec.rollover.submitted", `${row.name}: confirmed: the parent publishes new key tag ${keyTag(incoming.dnskey)}'s DS alone; the schedule retires key tag ${keyTag(key.dnskey)} from ${iso(autoFinishAt(current)!)} (parent delay ${parentDelay} s)`),
@@ -665,7 +663,7 @@ export class DnssecService {
     const [oldTag, newTag] = [keyTag(key.dnskey), keyTag(incoming.dnskey)];
     const confirmed =
       actor === "system"
-        ? `by the schedule: the parent's DS confirmed ${incoming.submitted_by === "parent" ? "by the parent check" : "by an operator"} at ${iso(incoming.submitted_at ?? now)}, ${incoming.parent_delay} s (the parent delay) passed since`
+        ? `by the schedule: the parent's DS confirmed by an operator at ${iso(incoming.submitted_at ?? now)}, ${incoming.parent_delay} s (the parent delay) passed since`
         : `confirmed: the parent publishes key tag ${newTag}'s DS alone, its TTL passed`;
     this.k.audit.record(tx, event(actor, row, "dns.zone.dnssec.rollover.finish", `${row.name}: key rollover finished: key tag ${oldTag} retired (its DNSKEY and signatures removed), key tag ${newTag} signs alone; ${confirmed}; serial ${serial}`));
     const expiresAt = this.dns.signInWrite(tx, row.id);
@@ -841,7 +839,6 @@ export class DnssecService {
     return {
       ready_at: nullableIso(incoming.ready_at),
       submitted_at: nullableIso(incoming.submitted_at),
-      submitted_by: incoming.submitted_by,
       auto_finish_at: nullableIso(autoFinishAt(incoming)),
       automatic: incoming.automatic === 1,
       waiting_for: waiting.code,

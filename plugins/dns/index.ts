@@ -773,8 +773,8 @@ function startResigning(k: Kernel<DnsSettings>, dns: DnsService): () => void {
   // Zones answered SERVFAIL while sealed, and signatures that ran short meanwhile, are signed
   // again at the unseal, not up to RESIGN_CHECK_MS later.
   const stopOnUnseal = k.seal.onUnseal(check);
-  // An unattended rollover that waits for the parent's DS (the old key kept until an operator, or
-  // the parent check, confirms it) is what an operator must act on: alert on it above 0 for days.
+  // An unattended rollover that waits for the parent's DS (the old key kept until an operator
+  // confirms it: Citadel asks no parent) is what an operator must act on: alert on it above 0 for days.
   const removeMetric = k.metrics.onScrape({
     name: "citadel_dns_dnssec_rollovers_waiting_for_parent",
     type: "gauge",

@@ -145,8 +145,8 @@ export const dnsMigrations: readonly Migration[] = [
     // served serial holds), the new key while a rollover waits for the parent, the zone's key
     // always, or RFC 8078's delete records — and the key's lifetime in days (0: rolled by hand).
     // Per rollover: when the new key became ready for the parent (CDS for it published from
-    // then, the serial moved), when the parent was confirmed to publish its DS (by the operator
-    // or the parent check) and the wait configured then, and whether the schedule started it. The
+    // then, the serial moved), when the operator confirmed that the parent publishes its DS
+    // (Citadel asks no parent) and the wait configured then, and whether the schedule started it. The
     // key's activation (when it began to sign alone: its signing, or its rollover's finish), from
     // which its lifetime counts, as Knot's; a key signing before this counts from its creation.
     up: `ALTER TABLE dns_zone_keys ADD COLUMN cds TEXT NOT NULL DEFAULT 'none' CHECK (cds IN ('none', 'rollover', 'always', 'delete'));
@@ -156,7 +156,6 @@ export const dnsMigrations: readonly Migration[] = [
     UPDATE dns_zone_keys SET activated_at = created_at;
     ALTER TABLE dns_zone_incoming_keys ADD COLUMN ready_at INTEGER;
     ALTER TABLE dns_zone_incoming_keys ADD COLUMN submitted_at INTEGER;
-    ALTER TABLE dns_zone_incoming_keys ADD COLUMN submitted_by TEXT CHECK (submitted_by IN ('operator', 'parent'));
     ALTER TABLE dns_zone_incoming_keys ADD COLUMN parent_delay INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE dns_zone_incoming_keys ADD COLUMN automatic INTEGER NOT NULL DEFAULT 0 CHECK (automatic IN (0, 1));`,
   },

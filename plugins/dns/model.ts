@@ -100,8 +100,7 @@ const Rollover = t.Object({
   max_ttl: Integer({ description: "The largest TTL in the zone at the start (seconds), counted at most the signatures' validity (1,209,600: 14 days)" }),
   propagation_delay: Integer({ description: "[dns] dnssec_propagation_delay at the start (seconds): a configuration changed since does not move the rollover's times" }),
   ready_at: t.Union([Iso, t.Null()], { description: "When the new key became ready for the parent (the schedule's check at replace_ds_from): its CDS/CDNSKEY published from then when the zone publishes them" }),
-  submitted_at: t.Union([Iso, t.Null()], { description: "When the parent was confirmed to publish the new key's DS alone" }),
-  submitted_by: t.Union([t.Literal("operator"), t.Literal("parent"), t.Null()], { description: "operator: rollover submitted; parent: the parent check" }),
+  submitted_at: t.Union([Iso, t.Null()], { description: "When an operator confirmed that the parent publishes the new key's DS alone (rollover submitted; Citadel asks no parent)" }),
   auto_finish_at: t.Union([Iso, t.Null()], { description: "From when the schedule finishes the rollover by itself (null: not before the parent's DS is confirmed)" }),
   automatic: t.Boolean({ description: "Started by the schedule (the key's lifetime ran out)" }),
   waiting_for: t.Union([t.Literal("propagation"), t.Literal("parent"), t.Literal("parent_delay"), t.Literal("finish")], {

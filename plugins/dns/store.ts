@@ -248,22 +248,21 @@ export interface IncomingKeyRow {
   ready_at: number | null;
   /** When the parent was confirmed to publish the new key's DS alone, and by whom; the wait after it ([dns] dnssec_parent_delay then, seconds). */
   submitted_at: number | null;
-  submitted_by: "operator" | "parent" | null;
   parent_delay: number;
   /** 1: the schedule started it (the key's lifetime ran out). */
   automatic: number;
 }
 
 export const incomingKey = (db: Database, zoneId: string) => db.query<IncomingKeyRow, [string]>("SELECT * FROM dns_zone_incoming_keys WHERE zone_id = ?").get(zoneId);
-export const insertIncomingKey = (tx: Database, row: Omit<IncomingKeyRow, "ready_at" | "submitted_at" | "submitted_by" | "parent_delay">) =>
+export const insertIncomingKey = (tx: Database, row: Omit<IncomingKeyRow, "ready_at" | "submitted_at" | "parent_delay">) =>
   tx
     .query("INSERT INTO dns_zone_incoming_keys (zone_id, algorithm, dnskey, private_key, created_at, published_serial, dnskey_ttl, max_ttl, propagation_delay, automatic) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
     .run(row.zone_id, row.algorithm, row.dnskey, row.private_key, row.created_at, row.published_serial, row.dnskey_ttl, row.max_ttl, row.propagation_delay, row.automatic);
 /** The rollover's new key is ready for the parent (its CDS published from the serial this write moves to). */
 export const setIncomingReady = (tx: Database, zoneId: string, at: number) => tx.query("UPDATE dns_zone_incoming_keys SET ready_at = ? WHERE zone_id = ?").run(at, zoneId);
-/** The parent publishes the new key's DS alone (the operator's word, or the parent check's): the schedule finishes after `parentDelay` seconds. */
-export const setIncomingSubmitted = (tx: Database, zoneId: string, at: number, by: "operator" | "parent", parentDelay: number) =>
-  tx.query("UPDATE dns_zone_incoming_keys SET submitted_at = ?, submitted_by = ?, parent_delay = ? WHERE zone_id = ?").run(at, by, parentDelay, zoneId);
+/** The parent publishes the new key's DS alone (the operator's word: Citadel asks no parent): the schedule finishes after `parentDelay` seconds. */
+export const setIncomingSubmitted = (tx: Database, zoneId: string, at: number, parentDelay: number) =>
+  tx.query("UPDATE dns_zone_incoming_keys SET submitted_at = ?, parent_delay = ? WHERE zone_id = ?").run(at, parentDelay, zoneId);
 export const deleteIncomingKey = (tx: Database, zoneId: string) => tx.query("DELETE FROM dns_zone_incoming_keys WHERE zone_id = ?").run(zoneId).changes > 0;
 
 /** The largest TTL among the zone's stored records (null: it has none besides its SOA). */

@@ -244,7 +244,6 @@ describe("dnssec key rollover", () => {
       propagation_delay: 60,
       ready_at: null,
       submitted_at: null,
-      submitted_by: null,
       auto_finish_at: null,
       automatic: false,
       waiting_for: "propagation",
