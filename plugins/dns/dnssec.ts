@@ -28,6 +28,8 @@ import { Zone, type RR } from "./zone.ts";
 export const TYPE_RRSIG = 46;
 export const TYPE_NSEC = 47;
 export const TYPE_DNSKEY = 48;
+export const TYPE_CDS = 59;
+export const TYPE_CDNSKEY = 60;
 /** ECDSA Curve P-256 with SHA-256 (RFC 6605). */
 export const ALGORITHM = 13;
 export const ALGORITHM_NAME = "ECDSAP256SHA256";
@@ -111,6 +113,25 @@ export function dsOf(owner: Name, dnskey: Uint8Array): Uint8Array {
   const tag = keyTag(dnskey);
   return Uint8Array.of(tag >> 8, tag & 0xff, ALGORITHM, DIGEST_SHA256, ...digest);
 }
+
+/**
+ * What a signed zone publishes at its apex for the parent to scan (RFC 7344: the DS set it asks
+ * for, as CDS with digest type 2 and as CDNSKEY, the DNSKEY data itself), or RFC 8078 section 4's
+ * delete records. Null: Citadel publishes none, and CDS/CDNSKEY records the zone stores are served
+ * as they are; otherwise stored ones at the apex are left out (Citadel's replace them).
+ */
+export interface ParentSignal {
+  cds: readonly Uint8Array[];
+  cdnskey: readonly Uint8Array[];
+}
+
+/** The CDS and CDNSKEY asking the parent for the DS of each of `dnskeys` (SHA-256), and only those. */
+export function parentSignalFor(owner: Name, dnskeys: readonly Uint8Array[]): ParentSignal {
+  return { cds: dnskeys.map((dnskey) => dsOf(owner, dnskey)), cdnskey: dnskeys.map((dnskey) => new Uint8Array(dnskey)) };
+}
+
+/** RFC 8078 section 4: "CDS 0 0 0 00" and "CDNSKEY 0 3 0 AA==", asking the parent to remove the DS (the zone to go insecure). */
+export const DELETE_SIGNAL: ParentSignal = Object.freeze({ cds: [Uint8Array.of(0, 0, 0, 0, 0)], cdnskey: [Uint8Array.of(0, 0, 3, 0, 0)] });
 
 /** DS data in presentation form: "tag 13 2 HEX". */
 export function dsText(ds: Uint8Array): string {
@@ -430,10 +451,11 @@ export function signaturesOf(zone: Zone): ZoneSignatures | undefined {
  * SOA, the NSEC or NSEC3 records whose next name or types changed), not the whole zone again on
  * the event loop. Kept per key: a rollover's new key signs every RRset once, the old key's RRSIGs
  * stay. A change of `denial` keeps the RRSIGs of the zone's data and signs the new chain.
+ * `parent`: the CDS and CDNSKEY RRsets to publish at the apex, signed as the DNSKEY RRset is.
  */
-export function signZone(zone: Zone, keys: readonly SigningKey[], now: number, previous?: ZoneSignatures, denial: Denial = NSEC_DENIAL): Zone {
+export function signZone(zone: Zone, keys: readonly SigningKey[], now: number, previous?: ZoneSignatures, denial: Denial = NSEC_DENIAL, parent: ParentSignal | null = null): Zone {
   if (keys.length === 0) throw new Error("a zone is signed with at least one key");
-  const layout = new SignedLayout(zone, keys.map((k) => k.dnskey), denial);
+  const layout = new SignedLayout(zone, keys.map((k) => k.dnskey), denial, parent);
   const inception = Math.floor((now - INCEPTION_BEFORE_MS) / 1000);
   const expiresAt = now + VALIDITY_MS;
   const sigs = new Map<string, RR[]>();
@@ -499,8 +521,8 @@ function earliestExpiration(sigs: Map<string, RR[]>): number {
  * among `rrsigs` (they were made for other content, or before a rollover's key came). RRSIGs by
  * other keys are left out.
  */
-export function withStoredSignatures(zone: Zone, dnskeys: readonly Uint8Array[], rrsigs: readonly RR[], denial: Denial = NSEC_DENIAL): Zone | null {
-  const layout = new SignedLayout(zone, dnskeys, denial);
+export function withStoredSignatures(zone: Zone, dnskeys: readonly Uint8Array[], rrsigs: readonly RR[], denial: Denial = NSEC_DENIAL, parent: ParentSignal | null = null): Zone | null {
+  const layout = new SignedLayout(zone, dnskeys, denial, parent);
   const tags = dnskeys.map(keyTag);
   const byRrsetAndKey = new Map<string, RR>();
   for (const r of rrsigs) byRrsetAndKey.set(`${keyOf(r.name)} ${readRrsig(r.rdata).typeCovered} ${rrsigKeyTag(r)}`, r);
@@ -528,6 +550,9 @@ export function unavailableSigned(zone: Zone): Zone {
 
 const rrsetKey = (r: RR) => `${keyOf(r.name)} ${r.type}`;
 
+/** A CDS or CDNSKEY at the apex: Citadel's own while it publishes them (stored ones are left out then). */
+const isParentSignal = (r: RR, origin: Name) => (r.type === TYPE_CDS || r.type === TYPE_CDNSKEY) && r.name.length === origin.length;
+
 /**
  * What a signed zone serves besides its signatures: its records with the DNSKEYs, the
  * delegations, and the NSEC chain among its records or the NSEC3PARAM there and the NSEC3 chain
@@ -542,15 +567,18 @@ class SignedLayout {
   private readonly served: Zone;
   private readonly rrsets: RR[][];
 
-  constructor(zone: Zone, dnskeys: readonly Uint8Array[], denial: Denial) {
+  constructor(zone: Zone, dnskeys: readonly Uint8Array[], denial: Denial, parent: ParentSignal | null) {
     const origin = zone.origin;
     const soa = zone.soa();
     this.origin = origin;
     const all = zone.records();
-    const records = all.filter((r) => !SIGNER_TYPES.has(r.type));
+    const records = all.filter((r) => !SIGNER_TYPES.has(r.type) && !(parent !== null && isParentSignal(r, origin)));
     const signerRecords: RR[] = [];
     // The DNSKEY RRset's TTL is the SOA's: what a rollover waits for (dnssec-service.ts dnskeyTtlOf).
     for (const dnskey of dnskeys) signerRecords.push({ name: origin, ttl: soa.ttl, type: TYPE_DNSKEY, rdata: dnskey });
+    // CDS and CDNSKEY take the DNSKEY RRset's TTL: they follow it (RFC 7344 section 4).
+    for (const cds of parent?.cds ?? []) signerRecords.push({ name: origin, ttl: soa.ttl, type: TYPE_CDS, rdata: cds });
+    for (const cdnskey of parent?.cdnskey ?? []) signerRecords.push({ name: origin, ttl: soa.ttl, type: TYPE_CDNSKEY, rdata: cdnskey });
     const minimum = new DataView(soa.rdata.buffer, soa.rdata.byteOffset).getUint32(soa.rdata.length - 4);
     const denialTtl = Math.min(soa.ttl, minimum); // RFC 9077: the negative TTL, for NSEC and NSEC3 alike
     // The NSEC3 family's TTL for NSEC3PARAM too, which only servers read (RFC 5155 section 4).
