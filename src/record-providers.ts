@@ -36,6 +36,15 @@ export interface RecordProvider {
    * cheap and must not throw.
    */
   mayAsk?(client: string, name: string): boolean;
+  /**
+   * The view `client` has of the domain, for a provider with `mayAsk`: a key that clients told the
+   * same names share (the mesh: the networks whose names it is told, "" for none), or null for a
+   * client told every name. The DNS server keeps a serial per view (plugins/dns/view-serials.ts),
+   * which moves only when what that view is told changes: the zone's one serial, which moves with
+   * every change of every name, would tell a client the pace of changes it is not told of. Absent:
+   * every client is told the zone's serial. Asked on the answer path: cheap, and must not throw.
+   */
+  viewOf?(client: string): string | null;
 }
 
 export class RecordProviders {

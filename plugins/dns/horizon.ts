@@ -26,13 +26,22 @@ export interface Horizon {
   restricts(name: Name): boolean;
   /** `client`, asking with the TSIG key `key` (null: unsigned), may not be told `name`. */
   hides(client: string, name: Name, key: Name | null): boolean;
+  /**
+   * The view `client`, asking with the TSIG key `key`, has of the zone at `origin` (view-serials.ts):
+   * undefined when no restricted name lies in it (everyone is told its serial), null when the
+   * client is told every name of it (loopback, `[mesh] dns_clients`, a secondary that may transfer
+   * it: its serial too), else the key of the names it is told.
+   */
+  viewOf?(client: string, origin: Name, key: Name | null): string | null | undefined;
   /** Moves whenever what `restricts` answers may have changed (the providers changed). */
   readonly generation: number;
 }
 
 interface Restricted {
+  name: string;
   domain: Name;
   mayAsk: (client: string, name: string) => boolean;
+  viewOf: ((client: string) => string | null) | null;
 }
 
 /** The record providers' horizon: `update` after every change of the providers. */
@@ -47,7 +56,7 @@ export class ProviderHorizon implements Horizon {
     this.generation++;
     this.restricted = providers.flatMap((provider) => {
       const domain = domainOf(provider);
-      return provider.mayAsk && domain ? [{ domain, mayAsk: provider.mayAsk.bind(provider) }] : [];
+      return provider.mayAsk && domain ? [{ name: provider.name, domain, mayAsk: provider.mayAsk.bind(provider), viewOf: provider.viewOf?.bind(provider) ?? null }] : [];
     });
   }
 
@@ -61,6 +70,22 @@ export class ProviderHorizon implements Horizon {
       if (isSubdomain(name, r.domain) && !r.mayAsk(client, nameToText(lowerName(name))) && !this.transfers(client, name, key)) return true;
     }
     return false;
+  }
+
+  viewOf(client: string, origin: Name, key: Name | null): string | null | undefined {
+    let view: string | undefined;
+    let told = true;
+    for (const r of this.restricted) {
+      if (!isSubdomain(r.domain, origin)) continue;
+      if (view === undefined && this.transfers(client, origin, key)) return null;
+      // A provider that does not say which clients share a view: the zone's serial to everyone
+      // (a view per client would be a stored row per stranger's address).
+      if (r.viewOf === null) return null;
+      const part = r.viewOf(client);
+      if (part !== null) told = false;
+      view = `${view ?? ""}${r.name}: ${part ?? "*"}\n`;
+    }
+    return view === undefined ? undefined : told ? null : view;
   }
 }
 

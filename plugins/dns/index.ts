@@ -26,6 +26,7 @@ import { AnalyticsQuery, AnalyticsResponse, DnsAnalytics } from "./analytics.ts"
 import { Notifier, notifySources } from "./notify.ts";
 import { withProvidedRecords } from "./provided.ts";
 import { ProviderHorizon } from "./horizon.ts";
+import { ViewSerials } from "./view-serials.ts";
 import { bothObservers, QueryLog } from "./query-log.ts";
 import { ShieldGate } from "./shield-gate.ts";
 import { FloodWatch } from "./flood-watch.ts";
@@ -253,6 +254,13 @@ export const dnsPlugin = definePlugin<DnsSettings>({
       return zone !== null && view.allowed(client, zone.origin, key, zones.isProviderOwned(zone.origin));
     });
     horizon.update(k.records.list());
+    // The serial each view of such a zone is told (a mesh network's clients: its own names' changes only).
+    const viewSerials = new ViewSerials({
+      horizon,
+      rows: sql.viewSerials(k.store.db),
+      save: (row) => void k.store.write((tx) => sql.saveViewSerial(tx, row)).catch((e) => k.log.error("dns: a view's serial could not be stored", { zone: row.zone, error: String(e) })),
+      now: () => k.clock.now(),
+    });
     const unsubscribeHorizon = k.records.onChange(() => horizon.update(k.records.list()));
     const unsubscribeProviders = k.records.onChange(providerChanged);
     // Providers registered before this start may have changed since the last run: a new serial then.
@@ -291,6 +299,7 @@ export const dnsPlugin = definePlugin<DnsSettings>({
           tsigKey: (name) => view.tsigKey(name),
           transfers: { allowed: (client, zone, key) => transferAllowed(k, view, client, zone, key, zones.isProviderOwned(zone)) },
           horizon,
+          viewSerials,
           ...(catalog ? { catalog: { origin: catalog.origin, viewFor: (client: string, key: Name | null, transfer: boolean) => catalogViewFor(k, catalog, client, key, transfer) } } : {}),
           now: () => k.clock.now(),
           log: k.log,
@@ -315,7 +324,7 @@ export const dnsPlugin = definePlugin<DnsSettings>({
       for (const { zone, targets } of catalog?.all() ?? []) notifier.notify(zone, targets);
       catalog?.serving(true);
     }
-    const resolver = await startFilteringResolver(k, table, horizon);
+    const resolver = await startFilteringResolver(k, table, horizon, viewSerials);
     return async () => {
       unregisterSubjects();
       unregisterDeletion();
@@ -888,7 +897,7 @@ function queryMetrics(metrics: Metrics): QueryObserver {
  * answered locally, the blocklists loaded (a bad line is skipped and counted; an unreadable file
  * is logged and leaves the resolver without it), forwarding only to the configured upstreams.
  */
-async function startFilteringResolver(k: Kernel<DnsSettings>, zones: ZoneTable, horizon: ProviderHorizon): Promise<Resolver | null> {
+async function startFilteringResolver(k: Kernel<DnsSettings>, zones: ZoneTable, horizon: ProviderHorizon, viewSerials: ViewSerials): Promise<Resolver | null> {
   const s = k.settings;
   if (s.resolver_udp.length === 0 && s.resolver_tcp.length === 0) return null;
   warnIfOpen(k);
@@ -920,6 +929,7 @@ async function startFilteringResolver(k: Kernel<DnsSettings>, zones: ZoneTable, 
       local: zones,
       // The providers' split horizon: a mesh network's client is told its own network's names only.
       horizon,
+      viewSerials,
       log: k.log,
       // The cache's ages: a clock that never goes back (a wall clock stepped back served stale answers).
       now: () => k.clock.elapsed?.() ?? k.clock.now(),

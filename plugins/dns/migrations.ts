@@ -137,4 +137,18 @@ export const dnsMigrations: readonly Migration[] = [
     up: `ALTER TABLE dns_zone_keys ADD COLUMN denial TEXT NOT NULL DEFAULT 'nsec' CHECK (denial IN ('nsec', 'nsec3'));
     ALTER TABLE dns_zone_keys ADD COLUMN nsec3_salt BLOB NOT NULL DEFAULT x'' CHECK (length(nsec3_salt) <= 255);`,
   },
+  {
+    id: "0009_dns_view_serials",
+    // The serial each view of a zone with split-horizon names is told (view-serials.ts: a mesh
+    // network's clients, told that network's names), with the fingerprint of what the view was
+    // told when it last moved: it moves when that does and only then, a restart included, so a
+    // client never learns the pace of changes it is not told of, and never sees the serial go back.
+    up: `CREATE TABLE dns_view_serials (
+      zone        TEXT NOT NULL,                  -- the zone's name, canonical ("mesh.internal.")
+      view        TEXT NOT NULL,                  -- the provider's key of the view ("mesh: <network ids>")
+      fingerprint TEXT NOT NULL,                  -- SHA-256 of the records the view was told, the SOA's serial left out
+      serial      INTEGER NOT NULL,               -- the view's serial
+      PRIMARY KEY (zone, view)
+    ) STRICT;`,
+  },
 ];

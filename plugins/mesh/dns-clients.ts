@@ -61,6 +61,8 @@ export class DnsClients {
   private readonly apex: string;
   /** A node's address (canonical text) → the names its networks' own are at or below ("prod.mesh.internal."). */
   private domainsAt = new Map<string, readonly string[]>();
+  /** A node's address → its view (viewOf): the ids of the networks whose names it is told. */
+  private viewsAt = new Map<string, string>();
   /** The addresses shared across organizations warned of (by the networks' names), so that each sharing is told once. */
   private warned = new Set<string>();
   /** The nodes' addresses and networks domainsAt was built from (addressPairs), so that a change that moves none rebuilds nothing. */
@@ -102,6 +104,7 @@ export class DnsClients {
       }
     }
     const domainsAt = new Map<string, readonly string[]>();
+    const viewsAt = new Map<string, string>();
     const shared = new Map<string, { networks: StoredNetwork[]; addresses: string[] }>();
     for (const [address, networks] of networksAt) {
       // At nodes of two organizations, telling it both would tell one organization's nodes the
@@ -109,9 +112,13 @@ export class DnsClients {
       // by taking its addresses. The organization of the network made first keeps it.
       const told = ofOneOrganization(networks) ? networks : ofFirstOrganization(networks);
       domainsAt.set(address, told.map((n) => `${n.name}.${this.apex}`)); // network names are lower-case DNS labels
+      // By id, not name: a network made again under a gone one's name (by another organization)
+      // is another view, and starts from no serial of the gone one's.
+      viewsAt.set(address, told.map((n) => n.id).sort().join(" "));
       if (told.length < networks.length) noteShared(shared, networks, address);
     }
     this.domainsAt = domainsAt;
+    this.viewsAt = viewsAt;
     this.warnOfShared(shared);
     return true;
   }
@@ -124,6 +131,19 @@ export class DnsClients {
     const domains = this.domainsAt.get(formatIp(ip));
     if (domains === undefined) return false;
     return name === this.apex || domains.some((domain) => isAtOrBelow(name, domain));
+  }
+
+  /**
+   * The view `client` has of the mesh's names (RecordProvider.viewOf): null when it is told every
+   * name (loopback, [mesh] dns_clients), else the networks whose names it is told — clients told
+   * the same networks' names share it, and the DNS server tells them a serial that moves only with
+   * those names (and the domain's own records) — or "" for a client told none of them.
+   */
+  viewOf(client: string): string | null {
+    const ip = clientAddress(client);
+    if (ip === null) return "";
+    if (isLoopback(ip) || this.configured.some((prefix) => cidrContains(prefix, ip))) return null;
+    return this.viewsAt.get(formatIp(ip)) ?? "";
   }
 
   /** Each set of networks whose nodes share addresses across organizations is logged once; one that goes away and comes back is logged again. */

@@ -343,6 +343,7 @@ function serveNames(k: Kernel<MeshSettings>, mesh: MeshService, domain: string):
     domain: domain.endsWith(".") ? domain : `${domain}.`,
     records: () => nodeRecords(served, k.settings.dns_ttl),
     mayAsk: (client, name) => clients.allows(client, name),
+    viewOf: (client) => clients.viewOf(client),
   });
   const unsubscribe = mesh.onChange(() => {
     served = servedNodes(k, mesh);
