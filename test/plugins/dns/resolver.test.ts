@@ -18,6 +18,8 @@ import { startDnsServer, ZoneTable, type QueryEvent } from "../../../plugins/dns
 import { parseIp } from "../../../src/net/ip.ts";
 import { Zone } from "../../../plugins/dns/zone.ts";
 import { parseZoneFile } from "../../../plugins/dns/zone-file.ts";
+import { soaSerial } from "../../../plugins/dns/transfer.ts";
+import { ViewSerials } from "../../../plugins/dns/view-serials.ts";
 import { buildQuery, DnsClient, freeUdpTcpPort, queryTcp } from "../../helpers/reference-dns.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -808,6 +810,31 @@ mail.prod.mesh A 100.64.0.2
     expect(rdata(byId(1))).toEqual(["db.example.org. 60 5 db1.prod.mesh.example.org.", "db1.prod.mesh.example.org. 60 1 100.64.0.1"]);
     expect(rdata(byId(2))).toEqual(["db.other.internal. 60 5 db1.prod.mesh.example.org.", "db1.prod.mesh.example.org. 60 1 100.64.0.1"]);
     expect(additional(byId(3))).toContain("mail.prod.mesh.example.org.");
+  });
+});
+
+describe("the SOA serial of a view (view-serials.ts), as the authoritative server tells it", () => {
+  test("a stranger's negative answer carries a serial the mesh's changes do not move; a client told the names sees its own names' changes", async () => {
+    const zoneAt = (serial: number, mesh: string) => build("example.org.", `$TTL 60\n@ SOA ns hostmaster ${serial} 1h 15m 1w 60\n@ NS ns\nns A 10.0.0.1\n${mesh}`);
+    const local = new ZoneTable();
+    local.set(zoneAt(1, "db1.prod.mesh A 100.64.0.1\n"));
+    const horizon = new ProviderHorizon(() => false);
+    // 127.0.0.2 is told the mesh's names (a network's client); 127.0.0.1 none of them (a stranger).
+    horizon.update([{ name: "mesh", domain: "mesh.example.org.", records: () => [], mayAsk: (client) => client === "127.0.0.2", viewOf: (client) => (client === "127.0.0.2" ? "prod" : "") }]);
+    const viewSerials = new ViewSerials({ horizon, rows: [], save: () => {}, now: () => 1_800_000_000_000 });
+    const { ask, udp } = await start({ local, horizon, viewSerials });
+    const { socket, replies } = await clientAt("127.0.0.2");
+    const serialOf = (m: Message) => soaSerial(m.authority.find((rr) => rr.type === RRType.SOA)!.rdata);
+    const fromClient = async (id: number) => {
+      socket.send(buildQuery({ id, name: parseName("nothing.prod.mesh.example.org.", null), type: RRType.A, rd: true }), udp, "127.0.0.1");
+      for (const until = Date.now() + 5000; !replies.some((m) => m.id === id) && Date.now() < until; ) await Bun.sleep(10);
+      return serialOf(replies.find((m) => m.id === id)!);
+    };
+    expect([serialOf(await ask("nope.example.org")), await fromClient(1)]).toEqual([1, 1]);
+    // The mesh's names change: the zone's stored serial moves with them (bumpSerial).
+    local.set(zoneAt(2, "db1.prod.mesh A 100.64.0.1\ndb2.prod.mesh A 100.64.0.2\n"));
+    expect(serialOf(await ask("nope.example.org"))).toBe(1);
+    expect(await fromClient(2)).toBe(1_800_000_000);
   });
 });
 
