@@ -138,7 +138,7 @@ export const dnsMigrations: readonly Migration[] = [
     ALTER TABLE dns_zone_keys ADD COLUMN nsec3_salt BLOB NOT NULL DEFAULT x'' CHECK (length(nsec3_salt) <= 255);`,
   },
   {
-    id: "0009_dns_view_serials",
+    id: "0010_dns_view_serials",
     // The serial each view of a zone with split-horizon names is told (view-serials.ts: a mesh
     // network's clients, told that network's names), with the fingerprint of what the view was
     // told when it last moved: it moves when that does and only then, a restart included, so a

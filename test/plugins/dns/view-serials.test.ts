@@ -55,7 +55,7 @@ afterAll(() => dir.remove());
 function openStore(path: string): Database {
   const db = new Database(path);
   const made = db.query("SELECT 1 FROM sqlite_master WHERE name = 'dns_view_serials'").get() !== null;
-  if (!made) db.exec(dnsMigrations.find((m) => m.id === "0009_dns_view_serials")!.up as string);
+  if (!made) db.exec(dnsMigrations.find((m) => m.id === "0010_dns_view_serials")!.up as string);
   return db;
 }
 
