@@ -249,18 +249,31 @@ export const dnsPlugin = definePlugin<DnsSettings>({
     };
     // The providers' names some clients are not told (the mesh's): followed as the providers change.
     // A secondary is told those of a zone it may transfer, asking as for a transfer (with its key).
-    const horizon = new ProviderHorizon((client, name, key) => {
-      const zone = table.find(name);
-      return zone !== null && view.allowed(client, zone.origin, key, zones.isProviderOwned(zone.origin));
-    });
+    const horizon = new ProviderHorizon(
+      (client, name, key) => {
+        const zone = table.find(name);
+        return zone !== null && view.allowed(client, zone.origin, key, zones.isProviderOwned(zone.origin));
+      },
+      (origin) => zones.isProviderOwned(origin),
+    );
     horizon.update(k.records.list());
-    // The serial each view of such a zone is told (a mesh network's clients: its own names' changes only).
+    // The serial each view of a provider's own zone is told (a mesh network's clients: its own
+    // names' changes only), worked out as each zone is built and written behind from a timer.
     const viewSerials = new ViewSerials({
       horizon,
       rows: sql.viewSerials(k.store.db),
-      save: (row) => void k.store.write((tx) => sql.saveViewSerial(tx, row)).catch((e) => k.log.error("dns: a view's serial could not be stored", { zone: row.zone, error: String(e) })),
+      floors: sql.viewFloors(k.store.db),
+      persist: (changes) =>
+        k.store
+          .write((tx) => {
+            for (const row of changes.floors) sql.saveViewFloor(tx, row);
+            for (const { zone, view } of changes.dropped) sql.dropViewSerial(tx, zone, view);
+            for (const row of changes.saved) sql.saveViewSerial(tx, row);
+          })
+          .catch((e) => k.log.error("dns: the views' serials could not be stored", { error: String(e) })),
       now: () => k.clock.now(),
     });
+    table.onSet((zone) => viewSerials.prepare(zone));
     const unsubscribeHorizon = k.records.onChange(() => horizon.update(k.records.list()));
     const unsubscribeProviders = k.records.onChange(providerChanged);
     // Providers registered before this start may have changed since the last run: a new serial then.
@@ -338,6 +351,7 @@ export const dnsPlugin = definePlugin<DnsSettings>({
       // even when one before it fails: a socket left open would hold its port.
       const parts = new Lifecycle(k.log);
       parts.started("dns query log", () => queryLog?.close());
+      parts.started("dns view serials", () => viewSerials.flush());
       parts.started("dns listeners", () => server?.stop());
       parts.started("dns notifier", () => notifier.stop());
       parts.started("dns resolver", () => resolver?.stop());

@@ -139,16 +139,21 @@ export const dnsMigrations: readonly Migration[] = [
   },
   {
     id: "0010_dns_view_serials",
-    // The serial each view of a zone with split-horizon names is told (view-serials.ts: a mesh
+    // The serial each view of a provider's own zone with split-horizon names is told (view-serials.ts: a mesh
     // network's clients, told that network's names), with the fingerprint of what the view was
     // told when it last moved: it moves when that does and only then, a restart included, so a
-    // client never learns the pace of changes it is not told of, and never sees the serial go back.
+    // client never learns the pace of changes it is not told of, and never sees the serial go back;
+    // and the floor a new view starts from (not the zone's serial, which counts every view's changes).
     up: `CREATE TABLE dns_view_serials (
       zone        TEXT NOT NULL,                  -- the zone's name, canonical ("mesh.internal.")
-      view        TEXT NOT NULL,                  -- the provider's key of the view ("mesh: <network ids>")
-      fingerprint TEXT NOT NULL,                  -- SHA-256 of the records the view was told, the SOA's serial left out
+      view        TEXT NOT NULL,                  -- the provider's key of the view (the mesh's: its network ids)
+      fingerprint TEXT NOT NULL,                  -- SHA-256 of what the view was told (the apex's records, the SOA's serial left out, and its domains' records)
       serial      INTEGER NOT NULL,               -- the view's serial
       PRIMARY KEY (zone, view)
+    ) STRICT;
+    CREATE TABLE dns_view_floors (
+      zone   TEXT PRIMARY KEY,                    -- the zone's name, canonical
+      serial INTEGER NOT NULL                     -- the zone's serial when it first had views: new views start from it, no tenant's change moves it
     ) STRICT;`,
   },
 ];

@@ -86,11 +86,20 @@ export class ZoneTable implements ZoneSource {
   /** Each zone's nested zones (see nestedIn), worked out again after a change. */
   private nested: Map<Zone, NestedZones> | null = null;
 
+  /** Told of each zone set, as it is set (view-serials.ts works out what the zone's views are told then, off the answer path). */
+  private readonly listeners: Array<(zone: Zone) => void> = [];
+
   /** Adds or replaces the zone at `zone.origin`. */
   set(zone: Zone): void {
+    for (const listener of this.listeners) listener(zone);
     this.zones.set(keyOf(zone.origin), zone);
     this.version++;
     this.nested = null;
+  }
+
+  /** `listener` is told of every zone set from now on. */
+  onSet(listener: (zone: Zone) => void): void {
+    this.listeners.push(listener);
   }
 
   /** Removes the zone at `origin`; true when there was one. */
@@ -716,7 +725,7 @@ export class CachingAnswerer {
    */
   private inViewOf(cached: CachedReply, client: string): boolean {
     if (cached.view === undefined || cached.zone === null) return true;
-    return this.context.viewSerials?.viewOf(client, cached.zone.origin) === cached.view;
+    return this.context.viewSerials?.viewOf(client, cached.zone) === cached.view;
   }
 
   /** A cached reply for this packet, after the gate; fills `outcome` as the full path would. */

@@ -1,6 +1,6 @@
 /** All SQL of the dns plugin. Functions take the database (or the open transaction) first. */
 import type { Database } from "bun:sqlite";
-import type { ViewSerialRow } from "./view-serials.ts";
+import type { ViewFloorRow, ViewSerialRow } from "./view-serials.ts";
 
 export interface ZoneRow {
   id: string;
@@ -169,6 +169,11 @@ export const saveViewSerial = (tx: Database, row: ViewSerialRow) =>
   tx
     .query("INSERT INTO dns_view_serials (zone, view, fingerprint, serial) VALUES (?, ?, ?, ?) ON CONFLICT (zone, view) DO UPDATE SET fingerprint = excluded.fingerprint, serial = excluded.serial")
     .run(row.zone, row.view, row.fingerprint, row.serial);
+
+export const dropViewSerial = (tx: Database, zone: string, view: string) => tx.query("DELETE FROM dns_view_serials WHERE zone = ? AND view = ?").run(zone, view);
+export const viewFloors = (db: Database) => db.query<ViewFloorRow, []>("SELECT * FROM dns_view_floors").all();
+/** A zone's floor is set once (view-serials.ts): a second one is ignored. */
+export const saveViewFloor = (tx: Database, row: ViewFloorRow) => tx.query("INSERT INTO dns_view_floors (zone, serial) VALUES (?, ?) ON CONFLICT (zone) DO NOTHING").run(row.zone, row.serial);
 
 // --- the catalog zone ----------------------------------------------------------------------
 

@@ -344,6 +344,7 @@ function serveNames(k: Kernel<MeshSettings>, mesh: MeshService, domain: string):
     records: () => nodeRecords(served, k.settings.dns_ttl),
     mayAsk: (client, name) => clients.allows(client, name),
     viewOf: (client) => clients.viewOf(client),
+    views: () => clients.views(),
   });
   const unsubscribe = mesh.onChange(() => {
     served = servedNodes(k, mesh);

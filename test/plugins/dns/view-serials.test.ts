@@ -75,6 +75,8 @@ class Appliance {
   serials!: ViewSerials;
   answerer!: CachingAnswerer;
   db!: Database;
+  now = NOW;
+  private subscribed = false;
 
   constructor(
     readonly path: string,
@@ -87,18 +89,40 @@ class Appliance {
       records: () => this.nodes.flatMap((n) => [{ name: `${n.name}.${n.network.name}.${domain}`, type: "A", ttl: 60, data: n.ipv4 }]),
       mayAsk: (client, name) => this.clients.allows(client, name),
       viewOf: (client) => this.clients.viewOf(client),
+      views: () => this.clients.views(),
     };
     this.horizon.update([this.provider]);
     this.start();
     this.build();
   }
 
-  /** A (re)start: the serials read from the store. */
+  /** A (re)start: what was not yet written is (as at a stop), then the serials are read from the store. */
   start(): void {
+    this.serials?.flush();
     this.db?.close();
     this.db = openStore(this.path);
-    this.serials = new ViewSerials({ horizon: this.horizon, rows: sql.viewSerials(this.db), save: (row) => sql.saveViewSerial(this.db, row), now: () => NOW });
+    const db = this.db;
+    this.serials = new ViewSerials({
+      horizon: this.horizon,
+      rows: sql.viewSerials(db),
+      floors: sql.viewFloors(db),
+      persist: (changes) => {
+        for (const row of changes.floors) sql.saveViewFloor(db, row);
+        for (const { zone, view } of changes.dropped) sql.dropViewSerial(db, zone, view);
+        for (const row of changes.saved) sql.saveViewSerial(db, row);
+      },
+      now: () => this.now,
+    });
+    // As the dns plugin wires it: a zone's views are worked out as it is built.
+    if (!this.subscribed) this.table.onSet((zone) => this.serials.prepare(zone));
+    this.subscribed = true;
     this.answerer = new CachingAnswerer({ zones: this.table, gate: { decide: () => "answer" }, horizon: this.horizon, viewSerials: this.serials, transfers: { allowed: (client, zone, key) => transfers.allowed(client, zone, key, this.domain === "mesh.internal.") }, tsigKey: findKey as never, now: () => NOW });
+  }
+
+  /** The rows stored, after what waits is written. */
+  stored(): Array<{ view: string; serial: number }> {
+    this.serials.flush();
+    return this.db.query<{ view: string; serial: number }, []>("SELECT view, serial FROM dns_view_serials ORDER BY view").all();
   }
 
   /** The zones served after a change of the nodes: the real serial moves (withProvidedRecords, as ServedZones). */
@@ -209,18 +233,99 @@ describe("who is told every name keeps the zone's real serial", () => {
 });
 
 describe("a mesh domain inside a hosted zone (mesh.example.org. in example.org.)", () => {
-  test("a stranger's serial of the hosted zone moves with the zone's own records, not with the mesh's names; a network's client's with its own network's", () => {
+  test("has no views: strangers and a network's clients are told the zone's real serial, as its secondaries tell anyone", () => {
     const app = new Appliance(join(dir.path, "hosted.sqlite"), "mesh.example.org.");
     const STRANGER = "203.0.113.7";
-    const stranger0 = app.serial(STRANGER, "example.org.");
-    const strangerNx = app.serial(STRANGER, "nope.example.org.", RRType.A);
-    const a0 = app.serial(A_CLIENT, "nothing.prod.mesh.example.org.", RRType.A);
-    expect(stranger0).toBe(2026010100); // a view first seen starts at the zone's serial then
+    expect([app.serial(STRANGER, "example.org."), app.serial(A_CLIENT, "nothing.prod.mesh.example.org.", RRType.A)]).toEqual([2026010100, 2026010100]);
     app.change([aNode(1), bNode(1), bNode(2)]); // the stored serial moves, as bumpSerial does
-    expect(app.serial("127.0.0.1", "example.org.")).toBe(app.hostedSerial);
-    expect([app.serial(STRANGER, "example.org."), app.serial(STRANGER, "nope.example.org.", RRType.A)]).toEqual([stranger0, strangerNx]);
-    expect(app.serial(A_CLIENT, "nothing.prod.mesh.example.org.", RRType.A)).toBe(a0);
-    expect(app.serial(A_CLIENT, "example.org.")).toBe(a0);
+    for (const client of ["127.0.0.1", STRANGER, A_CLIENT]) expect(app.serial(client, "example.org.")).toBe(app.hostedSerial);
+    expect(app.serial(STRANGER, "nope.example.org.", RRType.A)).toBe(app.hostedSerial);
+    expect(app.stored()).toEqual([]);
+  });
+});
+
+const DEV: StoredNetwork = { id: "net_dev", created_at: 3, name: "dev", organization_id: "org_a", ipv4: "100.96.0.0/16", ipv6: "fd00:6::/48" };
+const devNode = (host: number) => node(DEV, host, "100.96.0.", "fd00:6::");
+const DEV_CLIENT = "100.96.0.1";
+
+describe("a view first seen", () => {
+  test("starts from the zone's floor (its serial when it first had views), whatever other organizations changed meanwhile", () => {
+    const firstOfNewView = (file: string, bChanges: number) => {
+      const app = new Appliance(join(dir.path, file));
+      app.serial(A_CLIENT); // the zone has views from here on
+      let nodes = [aNode(1), bNode(1)];
+      for (let i = 2; i < 2 + bChanges; i++) app.change((nodes = [...nodes, bNode(i)]));
+      app.change([...nodes, devNode(1)]); // A makes a network
+      return app.serial(DEV_CLIENT);
+    };
+    const quiet = firstOfNewView("first-quiet.sqlite", 0);
+    expect(firstOfNewView("first-busy.sqlite", 38)).toBe(quiet);
+    expect(quiet).toBe(nextViewSerial(1_700_000_000, NOW));
+  });
+});
+
+describe("the work of a change", () => {
+  /** Calls of the horizon's hides and of a zone's records while `run` runs. */
+  function counted(app: Appliance, run: () => void): { hides: number; records: number } {
+    const counts = { hides: 0, records: 0 };
+    const hides = app.horizon.hides.bind(app.horizon);
+    const records = Zone.prototype.records;
+    app.horizon.hides = (...args) => (counts.hides++, hides(...args));
+    Zone.prototype.records = function (this: Zone) {
+      counts.records++;
+      return records.call(this);
+    };
+    try {
+      run();
+    } finally {
+      app.horizon.hides = hides;
+      Zone.prototype.records = records;
+    }
+    return counts;
+  }
+
+  test("is done once when the zone is built: a view's first question after another organization's change reads no record, whatever their number", () => {
+    const firstAfterChange = (file: string, bNodes: number) => {
+      const app = new Appliance(join(dir.path, file));
+      const nodes = [aNode(1), ...Array.from({ length: bNodes }, (_, i) => bNode(i + 1))];
+      app.change(nodes);
+      app.serial(A_CLIENT);
+      const build = counted(app, () => app.change(nodes.slice(0, -1))); // B removes a node
+      const answer = counted(app, () => app.serial(A_CLIENT));
+      return { build, answer };
+    };
+    const few = firstAfterChange("work-few.sqlite", 2);
+    const many = firstAfterChange("work-many.sqlite", 300);
+    expect(few.build.records).toBeGreaterThan(0);
+    expect([few.answer.records, many.answer.records]).toEqual([0, 0]);
+    expect(many.answer.hides).toBe(few.answer.hides);
+    expect(many.answer.hides).toBeLessThanOrEqual(2);
+  });
+
+  test("a client's view is asked of the provider once per zone as built, not at every cached reply", () => {
+    const app = new Appliance(join(dir.path, "memo.sqlite"));
+    let asked = 0;
+    const viewOf = app.provider.viewOf!.bind(app.provider);
+    app.provider.viewOf = (client) => (asked++, viewOf(client));
+    app.horizon.update([app.provider]);
+    app.build();
+    for (let i = 0; i < 5; i++) app.serial(A_CLIENT, "nothing.prod.mesh.internal.", RRType.A);
+    expect(asked).toBe(1);
+    app.change([aNode(1), bNode(1), bNode(2)]);
+    for (let i = 0; i < 5; i++) app.serial(A_CLIENT, "nothing.prod.mesh.internal.", RRType.A);
+    expect(asked).toBe(2);
+  });
+});
+
+describe("the serials of views no client has any more", () => {
+  test("are dropped when the zone is built (a network removed), in memory and in the store", () => {
+    const app = new Appliance(join(dir.path, "prune.sqlite"));
+    app.serial(A_CLIENT);
+    app.serial(B_CLIENT);
+    expect(app.stored().map((r) => r.view)).toEqual(["net_ops", "net_prod"]);
+    app.change([aNode(1)]); // B's network goes
+    expect(app.stored().map((r) => r.view)).toEqual(["net_prod"]);
+    expect(app.serial(A_CLIENT)).toBe(nextViewSerial(1_700_000_000, NOW));
   });
 });
 
