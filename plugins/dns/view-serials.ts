@@ -24,8 +24,9 @@
  * one. A view first seen starts from the zone's floor, not from its real serial (whose steps
  * count every view's changes): the real serial when the zone first had views, stored once and
  * moved by no change, taken to the clock (nextViewSerial). Each serial is kept in the store with
- * its fingerprint, so a restart serves the same serial for the same names and never a lower one;
- * memory is the truth while running, each move written behind it from a timer, and the serials
+ * its fingerprint, so a restart serves the same serial for the same names; memory is the truth
+ * while running, each move written behind it from a timer (the moves of the second before a crash
+ * are lost: a serial a burst had run ahead of the clock can come back lower once, docs/mesh.md), and the serials
  * of views no client has any more (a network removed, or left without nodes) dropped when the
  * zone is built.
  */
