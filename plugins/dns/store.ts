@@ -1,5 +1,6 @@
 /** All SQL of the dns plugin. Functions take the database (or the open transaction) first. */
 import type { Database } from "bun:sqlite";
+import type { ViewFloorRow, ViewSerialRow } from "./view-serials.ts";
 
 export interface ZoneRow {
   id: string;
@@ -159,6 +160,20 @@ export const saveProviderSerial = (tx: Database, row: ProviderSerialRow) =>
   tx
     .query("INSERT INTO dns_provider_serials (provider, fingerprint, serial) VALUES (?, ?, ?) ON CONFLICT (provider) DO UPDATE SET fingerprint = excluded.fingerprint, serial = excluded.serial")
     .run(row.provider, row.fingerprint, row.serial);
+
+// --- the serials of a zone's views (view-serials.ts) -------------------------------------------
+
+export const viewSerials = (db: Database) => db.query<ViewSerialRow, []>("SELECT * FROM dns_view_serials").all();
+export const setViewSerial = (tx: Database, row: ViewSerialRow) => tx.query("UPDATE dns_view_serials SET fingerprint = ?, serial = ? WHERE zone = ? AND view = ?").run(row.fingerprint, row.serial, row.zone, row.view);
+export const saveViewSerial = (tx: Database, row: ViewSerialRow) =>
+  tx
+    .query("INSERT INTO dns_view_serials (zone, view, fingerprint, serial) VALUES (?, ?, ?, ?) ON CONFLICT (zone, view) DO UPDATE SET fingerprint = excluded.fingerprint, serial = excluded.serial")
+    .run(row.zone, row.view, row.fingerprint, row.serial);
+
+export const dropViewSerial = (tx: Database, zone: string, view: string) => tx.query("DELETE FROM dns_view_serials WHERE zone = ? AND view = ?").run(zone, view);
+export const viewFloors = (db: Database) => db.query<ViewFloorRow, []>("SELECT * FROM dns_view_floors").all();
+/** A zone's floor is set once (view-serials.ts): a second one is ignored. */
+export const saveViewFloor = (tx: Database, row: ViewFloorRow) => tx.query("INSERT INTO dns_view_floors (zone, serial) VALUES (?, ?) ON CONFLICT (zone) DO NOTHING").run(row.zone, row.serial);
 
 // --- the catalog zone ----------------------------------------------------------------------
 
