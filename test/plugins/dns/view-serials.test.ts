@@ -49,7 +49,12 @@ const findKey = (name: readonly Uint8Array[]) => tsigKeys.find((k) => nameEquals
 const transfers = new TransferView({} as never, [], [{ name: "ns2", address: SECONDARY, notify_port: 53, tsig_key: "transfer-key.", zones: JSON.stringify(["*", "mesh.internal."]), created_at: 0 }]);
 
 const dir = tempDir("citadel-view-serials-");
-afterAll(() => dir.remove());
+/** Every appliance made, stopped before the directory goes: a write-behind timer left to fire after it would write to a removed file (under --parallel, in the next test file's time). */
+const appliances: Appliance[] = [];
+afterAll(() => {
+  for (const appliance of appliances) appliance.stop();
+  dir.remove();
+});
 
 /** The database a restart reads again: the dns plugin's table, made by its migration. */
 function openStore(path: string): Database {
@@ -96,8 +101,15 @@ class Appliance {
     this.build();
   }
 
+  /** A stop: what was not yet written is, and the store closed. */
+  stop(): void {
+    this.serials?.flush();
+    this.db?.close();
+  }
+
   /** A (re)start: what was not yet written is (as at a stop), then the serials are read from the store. */
   start(): void {
+    if (!appliances.includes(this)) appliances.push(this);
     this.serials?.flush();
     this.db?.close();
     this.db = openStore(this.path);
