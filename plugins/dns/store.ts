@@ -104,6 +104,13 @@ export function deleteZone(tx: Database, id: string, now: number): void {
 export const recordsOf = (db: Database, zoneId: string) =>
   db.query<RecordRow, [string]>("SELECT * FROM dns_records WHERE zone_id = ? ORDER BY owner, type, rdata").all(zoneId);
 
+/** How many records the zone stores (its SOA aside: the zone's fields). */
+export const recordCount = (db: Database, zoneId: string) => db.query<{ n: number }, [string]>("SELECT COUNT(*) AS n FROM dns_records WHERE zone_id = ?").get(zoneId)!.n;
+
+/** How many records the zone stores at `owner` of `type`. */
+export const rrsetCount = (db: Database, zoneId: string, owner: string, type: number) =>
+  db.query<{ n: number }, [string, string, number]>("SELECT COUNT(*) AS n FROM dns_records WHERE zone_id = ? AND owner = ? AND type = ?").get(zoneId, owner, type)!.n;
+
 export function insertRecord(tx: Database, row: RecordRow): void {
   tx.query("INSERT OR REPLACE INTO dns_records (zone_id, owner, type, ttl, rdata) VALUES (?, ?, ?, ?, ?)").run(row.zone_id, row.owner, row.type, row.ttl, row.rdata);
 }
