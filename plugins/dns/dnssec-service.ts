@@ -41,11 +41,11 @@ import {
   dnskeyText,
   dsOf,
   dsText,
-  encodeRrsigs,
   generateSigningKey,
   keyTag,
   NSEC_DENIAL,
   REFRESH_BEFORE_MS,
+  changedRows,
   signaturesOf,
   signChange,
   signingKeyFrom,
@@ -109,7 +109,7 @@ export class ZoneSigner {
       if (keys === null) return this.signedWhileSealed(row, zone, [stored, ...(incoming ? [incoming] : [])], denial);
       this.unsigned.delete(row.id);
       const served = this.remember(row.id, signZone(zone, keys, row.updated_at, this.current.get(row.id), denial), row);
-      if (stored.signed_serial !== row.serial) sql.saveZoneRrsigs(this.k.store.db, row.id, row.serial, encodeRrsigs(signaturesOf(served)!.records()));
+      if (stored.signed_serial !== row.serial) sql.saveZoneRrsigs(this.k.store.db, row.id, row.serial, signaturesOf(served)!.storedRows());
       return served;
     } catch (error) {
       if (!(error instanceof Nsec3CollisionError)) throw error;
@@ -141,7 +141,7 @@ export class ZoneSigner {
       if (error instanceof Nsec3CollisionError) throw new ConflictError(`${row.name} cannot be signed so: ${error.message}`);
       throw error;
     }
-    sql.saveZoneRrsigs(tx, row.id, row.serial, encodeRrsigs(signaturesOf(served)!.records()));
+    sql.saveZoneRrsigs(tx, row.id, row.serial, signaturesOf(served)!.storedRows());
     return served;
   }
 
@@ -158,7 +158,9 @@ export class ZoneSigner {
     if (keys === null) throw new SealedError(`Citadel is sealed: ${before.name} is signed, and cannot change until its keys are back (unseal, then try again).`);
     const zone = signChange(served, soa, changes, keys, after.updated_at, denialOf(stored));
     if (zone === null) return null;
-    sql.saveZoneRrsigs(tx, before.id, after.serial, encodeRrsigs(signaturesOf(zone)!.records()));
+    // The rows of the RRsets it signed and removed; all of them when those stored are not the served zone's (another serial's, or an older Citadel's blob).
+    const rows = changedRows(signaturesOf(zone)!)!;
+    if (!sql.saveChangedRrsigs(tx, before.id, before.serial, after.serial, rows.removed, rows.signed)) sql.saveZoneRrsigs(tx, before.id, after.serial, signaturesOf(zone)!.storedRows());
     return zone;
   }
 
@@ -176,9 +178,10 @@ export class ZoneSigner {
 
   private signedWhileSealed(row: sql.ZoneRow, zone: Zone, keys: ReadonlyArray<{ dnskey: Uint8Array }>, denial: Denial): Zone {
     const stored = sql.zoneKey(this.k.store.db, row.id)!;
-    if (stored.signed_serial === row.serial && stored.rrsigs !== null) {
+    if (stored.signed_serial === row.serial) {
       const dnskeys = keys.map((key) => new Uint8Array(key.dnskey));
-      const served = withStoredSignatures(zone, dnskeys, decodeRrsigs(new Uint8Array(stored.rrsigs)), denial);
+      const rrsigs = sql.storedRrsigs(this.k.store.db, row.id, stored.rrsigs).flatMap(decodeRrsigs);
+      const served = withStoredSignatures(zone, dnskeys, rrsigs, denial);
       if (served !== null) {
         this.remember(row.id, served, row);
         this.k.log.info("dns: Citadel is sealed: a signed zone is served with the signatures stored at its serial", { zone: row.name, serial: row.serial, keys: dnskeys.length });

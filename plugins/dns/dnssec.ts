@@ -19,7 +19,7 @@
  * Signing is node:crypto's, synchronous: a zone is signed where it is built, off the answer path.
  */
 import { createHash, createPrivateKey, generateKeyPairSync, sign, type KeyObject } from "node:crypto";
-import { isSubdomain, lowerName, nameFromWire, nameKey, nameToWire, wireLength, type Name } from "./names.ts";
+import { isSubdomain, lowerName, nameFromWire, nameKey, nameToText, nameToWire, wireLength, type Name } from "./names.ts";
 import { Nsec3Chain, nsec3paramRdata, TYPE_NSEC3, TYPE_NSEC3PARAM, type ChainName, type Nsec3Params } from "./nsec3.ts";
 import { rdataIdentity, RRType, unstorableType } from "./rdata.ts";
 import { typeBitmap } from "./type-bitmap.ts";
@@ -424,6 +424,11 @@ export class ZoneSignatures {
     readonly dnskeys: readonly Uint8Array[],
     /** Signed, but no signatures to serve (sealed, none stored for the serial): its names are answered SERVFAIL. */
     readonly unavailable: boolean,
+    /**
+     * What signChange changed of the signatures it was made from (null: signed whole): the RRsets
+     * whose RRSIGs went, and the RRSIGs of those it signed (some kept): what the change stores.
+     */
+    readonly change: { removed: ReadonlyArray<{ name: Name; type: number }>; signed: readonly RR[][] } | null = null,
   ) {
     this.expiresAt = state.expiresAt;
   }
@@ -470,7 +475,7 @@ export class ZoneSignatures {
    */
   edited(
     zone: Zone,
-    removed: readonly string[],
+    removed: ReadonlyArray<{ name: Name; type: number }>,
     signed: ReadonlyMap<string, { rrsigs: RR[]; content: string }>,
     appeared: readonly string[],
     vanished: readonly string[],
@@ -494,7 +499,8 @@ export class ZoneSignatures {
         if (n === 0 && at === expiresAt) earliestGone = true;
       }
     };
-    for (const at of removed) {
+    for (const rrset of removed) {
+      const at = rrsetKey(rrset);
       const old = sigs.get(at);
       if (old === undefined) continue;
       count(old, -1);
@@ -519,7 +525,13 @@ export class ZoneSignatures {
       else sigsAt.delete(key);
     }
     const state: SignatureState = { sigs, sigsAt, contents, existing, dsSets: this.state.dsSets, expirations, expiresAt };
-    return new ZoneSignatures(this.origin, state, chain, this.dnskeys, false);
+    const change = { removed, signed: [...signed.values()].map((s) => s.rrsigs) };
+    return new ZoneSignatures(this.origin, state, chain, this.dnskeys, false, change);
+  }
+
+  /** The RRSIGs as stored: one row per RRset they sign (store.ts saveZoneRrsigs). */
+  storedRows(): Array<{ rrset: string; rrsigs: Uint8Array }> {
+    return [...this.state.sigs.values()].map(storedRow);
   }
 
   /** True when the name (nameKey) exists in the zone as signed. */
@@ -636,6 +648,12 @@ function signRrset(rrset: readonly RR[], at: string, keys: readonly SigningKey[]
   return { rrsigs, content };
 }
 
+/** The rows a change signed by signChange stores (store.ts saveChangedRrsigs): the keys of the RRsets whose RRSIGs went, and the RRSIGs it signed. */
+export function changedRows(signatures: ZoneSignatures): { removed: string[]; signed: Array<{ rrset: string; rrsigs: Uint8Array }> } | null {
+  if (signatures.change === null) return null;
+  return { removed: signatures.change.removed.map((r) => storedRrsetKey(r.name, r.type)), signed: signatures.change.signed.map(storedRow) };
+}
+
 /** One change to a signed zone's data: the RRset of `owner` and `type` becomes `records` (none: it goes). */
 export interface RrsetChange {
   owner: Name;
@@ -709,12 +727,12 @@ export function signChange(served: Zone, soa: RR, changes: readonly RrsetChange[
   }
   const denialTtl = Math.min(soa.ttl, minimumOf(soa));
   const toSign: RR[][] = [[zone.soa()]];
-  const removed: string[] = [];
+  const removed: Array<{ name: Name; type: number }> = [];
   const sigOwners = new Map(owners).set(keyOf(origin), origin);
   for (const change of changes) {
     const rrset = zone.rrsetsAt(change.owner)?.get(change.type);
     if (rrset) toSign.push([...rrset]);
-    else removed.push(`${keyOf(change.owner)} ${change.type}`);
+    else removed.push({ name: change.owner, type: change.type });
   }
   let chain: DenialChain;
   if (previous.chain.mode === "nsec") {
@@ -732,7 +750,7 @@ export function signChange(served: Zone, soa: RR, changes: readonly RrsetChange[
       ...edit.changed.map((nsec) => ({ owner: nsec.name, type: TYPE_NSEC, records: [nsec] })),
     ]);
     for (const name of edit.gone) {
-      removed.push(`${keyOf(name)} ${TYPE_NSEC}`);
+      removed.push({ name, type: TYPE_NSEC });
       sigOwners.set(keyOf(name), name);
     }
     for (const nsec of edit.changed) {
@@ -750,7 +768,7 @@ export function signChange(served: Zone, soa: RR, changes: readonly RrsetChange[
     const edit = previous.chain.edited(vanished, put);
     if (edit === null) return null;
     chain = edit.chain;
-    for (const nsec3 of edit.gone) removed.push(rrsetKey(nsec3));
+    for (const nsec3 of edit.gone) removed.push(nsec3);
     for (const nsec3 of edit.changed) toSign.push([nsec3]);
   }
   const made = new Map<string, { rrsigs: RR[]; content: string }>();
@@ -843,7 +861,13 @@ export function unavailableSigned(zone: Zone): Zone {
   return zone;
 }
 
-const rrsetKey = (r: RR) => `${keyOf(r.name)} ${r.type}`;
+const rrsetKey = (r: { name: Name; type: number }) => `${keyOf(r.name)} ${r.type}`;
+
+/** The stored row's key of an RRset (store.ts, migration 0010): its owner in canonical presentation, and its type. */
+export const storedRrsetKey = (name: Name, type: number) => `${nameToText(lowerName(name))} ${type}`;
+
+/** An RRset's RRSIGs as stored: keyed by the RRset they cover, encoded. */
+const storedRow = (rrsigs: readonly RR[]) => ({ rrset: storedRrsetKey(rrsigs[0]!.name, rrsigTypeCovered(rrsigs[0]!)), rrsigs: encodeRrsigs(rrsigs) });
 
 /**
  * What a signed zone serves besides its signatures: its records with the DNSKEYs, the

@@ -137,4 +137,19 @@ export const dnsMigrations: readonly Migration[] = [
     up: `ALTER TABLE dns_zone_keys ADD COLUMN denial TEXT NOT NULL DEFAULT 'nsec' CHECK (denial IN ('nsec', 'nsec3'));
     ALTER TABLE dns_zone_keys ADD COLUMN nsec3_salt BLOB NOT NULL DEFAULT x'' CHECK (length(nsec3_salt) <= 255);`,
   },
+  {
+    id: "0010_dns_zone_rrsigs",
+    // A signed zone's stored RRSIGs (what a sealed start serves) one row per RRset they sign,
+    // rather than all of them in dns_zone_keys.rrsigs, one blob written again whole at every
+    // change: a change to a signed zone writes the rows of the RRsets it signed and removes
+    // those of the RRsets it removed. dns_zone_keys.signed_serial still says which serial they
+    // sign. A blob stored before stays, and is read, until the zone's next signing writes rows
+    // (and sets it to NULL). 0009 is left to the CDS/CDNSKEY migration made at the same time.
+    up: `CREATE TABLE dns_zone_rrsigs (
+      zone_id TEXT NOT NULL REFERENCES dns_zones (id),
+      rrset   TEXT NOT NULL,                     -- "owner type": the owner in canonical presentation, lower-case, absolute; the type covered as a number
+      rrsigs  BLOB NOT NULL,                     -- the RRset's RRSIGs, as dnssec.ts encodeRrsigs writes them
+      PRIMARY KEY (zone_id, rrset)
+    ) STRICT, WITHOUT ROWID;`,
+  },
 ];

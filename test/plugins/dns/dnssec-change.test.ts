@@ -64,7 +64,8 @@ function servedIsStoredSigned(c: App, id: string, denial: Denial): void {
   const row = sql.liveZoneById(db, id)!;
   const key = sql.zoneKey(db, id)!;
   expect(key.signed_serial).toBe(row.serial);
-  const stored = decodeRrsigs(new Uint8Array(key.rrsigs!));
+  expect(key.rrsigs).toBeNull(); // stored one row per RRset (migration 0010), no blob
+  const stored = sql.storedRrsigs(db, id, null).flatMap(decodeRrsigs);
   const records = sql.recordsOf(db, id).map((r) => ({ name: parseName(r.owner, null), ttl: r.ttl, type: r.type, rdata: new Uint8Array(r.rdata) }));
   const whole = withStoredSignatures(Zone.build(parseName(row.name, null), [soaRecord(row), ...records], { loading: true }), [new Uint8Array(key.dnskey)], stored, denial);
   expect(whole).not.toBeNull();
@@ -147,5 +148,17 @@ describe.each([
     expect(builds).toBeGreaterThan(0);
     servedIsStoredSigned(c, id, denial);
     expect(dns.zone(id)!.records().some((r) => nameToText(r.name) === "behind.example.org.")).toBe(true);
+  });
+
+  test("RRSIGs stored as one blob (an older Citadel's, before migration 0010): read as they are; the next change stores them one row per RRset, the blob gone", async () => {
+    const { c, owner, zone, id } = await signedZone(mode);
+    const db = c.kernel.store.db;
+    const rows = sql.storedRrsigs(db, id, null);
+    db.query("DELETE FROM dns_zone_rrsigs WHERE zone_id = ?").run(id);
+    db.query("UPDATE dns_zone_keys SET rrsigs = ? WHERE zone_id = ?").run(Buffer.concat(rows), id);
+    const blob = sql.zoneKey(db, id)!.rrsigs;
+    expect(sql.storedRrsigs(db, id, blob).flatMap(decodeRrsigs).length).toBe(rows.flatMap(decodeRrsigs).length);
+    expect((await c.send("PUT", `${zone}/rrsets/www/TXT`, owner, { json: { records: ['"after"'] } })).status).toBe(200);
+    servedIsStoredSigned(c, id, denial);
   });
 });
