@@ -12,6 +12,7 @@ import { createPublicKey, verify } from "node:crypto";
 import {
   generateSigningKey,
   readRrsig,
+  REFRESH_BEFORE_MS,
   rrsigHead,
   signaturesOf,
   signedData,
@@ -20,6 +21,7 @@ import {
   signZone,
   type RrsetChange,
   TYPE_RRSIG,
+  VALIDITY_MS,
   type Denial,
 } from "../../../plugins/dns/dnssec.ts";
 import { RFC9276_PARAMS } from "../../../plugins/dns/nsec3.ts";
@@ -264,3 +266,46 @@ function sameAnswers(a: Zone, b: Zone): void {
   };
   for (const qname of names) for (const qtype of [RRType.A, RRType.TXT, TYPE_RRSIG]) expect(answer(a, qname, qtype)).toEqual(answer(b, qname, qtype));
 }
+
+describe("signChange declines what it cannot be sure of (the caller signs whole)", () => {
+  const data = new ZoneData(random(7));
+  const start = Date.now();
+  const served = signZone(data.zone(), [key], start, undefined, { mode: "nsec" });
+  const change: RrsetChange = { owner: name("added"), type: RRType.A, records: [rr("added", RRType.A, ["192.0.2.1"])] };
+  const soaWith = (ttl: number, minimum = "300") => rr("@", RRType.SOA, ["ns1.example.net.", "hostmaster.diff.test.", "99", "3600", "900", "1209600", minimum], ttl);
+
+  test("a plain change is made", () => {
+    expect(signChange(served, soaWith(3600), [change], [key], start + 60_000)).not.toBeNull();
+  });
+  test("signatures due to be made again (less than REFRESH_BEFORE_MS left): signZone makes them", () => {
+    expect(signChange(served, soaWith(3600), [change], [key], start + VALIDITY_MS - REFRESH_BEFORE_MS)).toBeNull();
+  });
+  test("another key set (a rollover's start or finish), another denial, another SOA TTL or MINIMUM (the DNSKEY's and the chain's TTLs)", () => {
+    const other = signingKeyFrom(generateSigningKey().pkcs8);
+    expect(signChange(served, soaWith(3600), [change], [key, other], start)).toBeNull();
+    expect(signChange(served, soaWith(3600), [change], [other], start)).toBeNull();
+    expect(signChange(served, soaWith(3600), [change], [key], start, { mode: "nsec3", params: RFC9276_PARAMS })).toBeNull();
+    expect(signChange(served, soaWith(7200), [change], [key], start)).toBeNull();
+    expect(signChange(served, soaWith(3600, "60"), [change], [key], start)).toBeNull();
+  });
+  test("what Zone.build would refuse or adjust: a CNAME beside data, TTLs that differ, duplicates, an owner outside the zone; NS, DS, DNSKEY, a signer's type", () => {
+    const host = data.zone().records().find((r) => r.type === RRType.A)!.name;
+    const at = (type: number, records: RR[]) => signChange(served, soaWith(3600), [{ owner: host, type, records }], [key], start);
+    expect(at(RRType.CNAME, [{ name: host, ttl: 300, type: RRType.CNAME, rdata: parseRdata(RRType.CNAME, ["x.example.net."], ORIGIN) }])).toBeNull();
+    const a = (address: string, ttl = 300): RR => ({ name: host, ttl, type: RRType.A, rdata: parseRdata(RRType.A, [address], ORIGIN) });
+    expect(at(RRType.A, [a("192.0.2.1"), a("192.0.2.2", 600)])).toBeNull();
+    expect(at(RRType.A, [a("192.0.2.1"), a("192.0.2.1")])).toBeNull();
+    expect(at(RRType.A, [a("192.0.2.1"), a("192.0.2.2")])).not.toBeNull();
+    const outside = parseName("www.example.net.", null);
+    expect(signChange(served, soaWith(3600), [{ owner: outside, type: RRType.A, records: [{ ...a("192.0.2.1"), name: outside }] }], [key], start)).toBeNull();
+    for (const type of [RRType.NS, RRType.DS, 48, 46, 47, 50, 51]) expect(signChange(served, soaWith(3600), [{ owner: host, type, records: [] }], [key], start)).toBeNull();
+  });
+  test("the zone it was made from is left as it was (every answer comes from one version)", () => {
+    const before = lines(served.records());
+    const sigsBefore = signaturesOf(served)!.records().length;
+    const edited = signChange(served, soaWith(3600), [change], [key], start + 60_000)!;
+    expect(lines(served.records())).toEqual(before);
+    expect(signaturesOf(served)!.records().length).toBe(sigsBefore);
+    expect(edited.records().length).toBeGreaterThan(served.records().length);
+  });
+});
