@@ -1,6 +1,6 @@
 /**
  * What a change of one RRset to a large signed zone costs through the API, in process: a zone of
- * N names (one A each) imported and signed (NSEC, or NSEC3 with --nsec3), then PUT
+ * N names (one A each) written to the store and signed (NSEC, or NSEC3 with --nsec3), then PUT
  * /rrsets/<name>/A — an address updated, a name added, a name removed — each followed by the
  * listener's build of the zone (DnsService.zone, which takes the zone signed in the write). CPU
  * time of this process (user + system: what the change holds the event loop for), median of the
@@ -26,20 +26,23 @@ async function cpu(fn: () => Promise<unknown>): Promise<number> {
 }
 
 console.log(`Bun ${Bun.version}, ${values.nsec3 ? "NSEC3" : "NSEC"}: one PUT of an RRset to a signed zone and the listener's build after it, CPU ms (median of ${changes})\n`);
-console.log("| names | update an A | add a name | remove a name | the first change after the start (whole) |");
-console.log("|---:|---:|---:|---:|---:|");
+console.log("| names | update an A | add a name | remove a name |");
+console.log("|---:|---:|---:|---:|");
 for (const size of sizes) {
   const c = await testCitadel({ config: { dns: { max_records_per_zone: size * 2 } } });
   const owner = await c.login(c.owner.email, c.owner.password);
   const zones = `/v1/dns/orgs/${c.owner.organization}/zones`;
   const created = await c.send("POST", zones, owner, { json: { name: "bench.test", ns: ["ns1.example.net."] } });
   const zone = `${zones}/bench.test`;
-  const lines = Array.from({ length: size }, (_, i) => `host${i} 300 IN A 10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`);
-  const imported = await c.send("POST", `${zone}/import`, owner, { json: { content: `@ 3600 IN NS ns1.example.net.\n${lines.join("\n")}\n` } });
-  if (imported.status !== 200) throw new Error(`import: ${imported.status} ${JSON.stringify(imported.body)}`);
+  // Written straight into the store (an import's request body is capped at 1 MiB), then signed whole by the enable.
+  const id = created.body.id as string;
+  const insert = c.kernel.store.db.query("INSERT INTO dns_records (zone_id, owner, type, ttl, rdata) VALUES (?, ?, 1, 300, ?)");
+  c.kernel.store.db.transaction(() => {
+    for (let i = 0; i < size; i++) insert.run(id, `host${i}.bench.test.`, Uint8Array.of(10, (i >> 16) & 255, (i >> 8) & 255, i & 255));
+  })();
   if ((await c.send("POST", `${zone}/dnssec`, owner, { json: values.nsec3 ? { denial: "nsec3" } : {} })).status !== 200) throw new Error("enable");
   const dns = dnsServiceOf(c.kernel as never);
-  const id = created.body.id as string;
+  dns.zone(id); // served, as the listener would
   const put = async (host: string, records: string[]) => {
     c.clock.advance(1000);
     const ms = await cpu(async () => {
@@ -49,8 +52,6 @@ for (const size of sizes) {
     });
     return ms;
   };
-  // The first change after the start: the zone the listener built at the start is what it edits; here the enable's.
-  const first = await put("first", ["192.0.2.1"]);
   const kinds = { update: [] as number[], add: [] as number[], remove: [] as number[] };
   for (let i = 0; i < changes; i++) {
     kinds.update.push(await put(`host${i * 7}`, [`192.0.2.${i + 2}`]));
@@ -58,6 +59,6 @@ for (const size of sizes) {
     kinds.remove.push(await put(`host${i * 11 + 1}`, []));
   }
   const f = (ms: number) => ms.toFixed(1);
-  console.log(`| ${size.toLocaleString("en")} | ${f(median(kinds.update))} | ${f(median(kinds.add))} | ${f(median(kinds.remove))} | ${f(first)} |`);
+  console.log(`| ${size.toLocaleString("en")} | ${f(median(kinds.update))} | ${f(median(kinds.add))} | ${f(median(kinds.remove))} |`);
   await c.stop?.();
 }
