@@ -647,8 +647,12 @@ export class DnsService {
       // A signed zone edited where the change falls (its records not read, the zone not built again), when the signer can be sure of it.
       const edited = this.signedChange(tx, row, next, { owner: stored, type, records: rrset });
       if (edited !== null) {
-        const count = sql.recordCount(tx, row.id);
-        this.refuseOverRecordQuota(row.name, count, count - sql.rrsetCount(tx, row.id, ownerKey, type) + wanted.length, (message) => new ConflictError(message));
+        // The zone's records counted (a scan of its rows) only when the change adds some: the quota refuses only growth.
+        const replaced = sql.rrsetCount(tx, row.id, ownerKey, type);
+        if (wanted.length > replaced) {
+          const count = sql.recordCount(tx, row.id);
+          this.refuseOverRecordQuota(row.name, count, count - replaced + wanted.length, (message) => new ConflictError(message));
+        }
       } else {
         const stored = storedRecords(tx, row.id);
         const others = stored.filter((r) => !(r.type === type && canonical(r.name) === ownerKey));

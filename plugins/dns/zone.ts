@@ -328,7 +328,7 @@ export class Zone {
       node.rrsets.set(rr.type, merged);
     }
     const soa = nodes.get(this.originKey)!.rrsets.get(RRType.SOA)![0]!;
-    return new Zone(this.origin, nodes, soa, [...this.warnings]);
+    return new Zone(this.origin, nodes.compacted(), soa, [...this.warnings]);
   }
 
   /**
