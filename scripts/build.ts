@@ -4,7 +4,7 @@
  * software bill of materials (scripts/sbom.ts), written to dist/sbom.cdx.json and baked in
  * too, so `citadel sovereignty sbom` prints what this very binary was built from.
  */
-import { mkdirSync } from "node:fs";
+import { mkdirSync, renameSync } from "node:fs";
 import { $ } from "bun";
 import pkg from "../package.json" with { type: "json" };
 import { sbomText } from "../plugins/ops/sbom.ts";
@@ -16,6 +16,9 @@ const dirty = (await $`git status --porcelain`.cwd(root).nothrow().quiet().text(
 const buildTime = new Date().toISOString();
 const outfile = `${root}dist/citadel`;
 const sbomFile = `${root}dist/sbom.cdx.json`;
+// Written beside it, then renamed over it: a test file running the old binary (or a build another
+// test worker started at the same moment, under `bun test --parallel`) never sees half a file.
+const partial = `${outfile}.${process.pid}.partial`;
 
 const started = performance.now();
 const sbom = await buildSbom({ timestamp: buildTime, commit: dirty ? `${commit}-dirty` : commit });
@@ -32,7 +35,8 @@ await $`bun build ${root}src/main.ts --compile --minify-syntax --minify-whitespa
   --define CITADEL_COMMIT=${JSON.stringify(dirty ? `${commit}-dirty` : commit)} \
   --define CITADEL_BUILD_TIME=${JSON.stringify(buildTime)} \
   --define CITADEL_SBOM=${JSON.stringify(sbomJson)} \
-  --outfile ${outfile}`.cwd(root).quiet();
+  --outfile ${partial}`.cwd(root).quiet();
+renameSync(partial, outfile);
 const size = Bun.file(outfile).size;
 const required = sbom.components.filter((c) => c.scope === "required").length;
 console.log(`built ${outfile}: citadel ${pkg.version} (${commit}${dirty ? ", dirty tree" : ""}), ${(size / 1e6).toFixed(1)} MB in ${Math.round(performance.now() - started)} ms`);

@@ -11,7 +11,7 @@
  * lock two different files.
  */
 import { dlopen, FFIType, read } from "bun:ffi";
-import { closeSync, constants, fstatSync, ftruncateSync, openSync, readFileSync, writeSync } from "node:fs";
+import { closeSync, constants, fstatSync, ftruncateSync, lstatSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { ConfigError } from "./config/error.ts";
 
@@ -94,6 +94,74 @@ export function lockDataDirectory(dataDir: string, command: DataDirectoryWriter)
       closeSync(fd); // releases the lock
     },
   };
+}
+
+/**
+ * A lock that stands for something outside the file system — the host's exit routing, say —
+ * taken without waiting: held (with `line` written into the file for whoever is refused, and the
+ * file removed again at release), `{ heldBy }` with the holder's line when another open file
+ * holds it (another process, or another holder in this one: flock locks an open file, not a
+ * process), or null without a C library to ask. The holder removes the file while it still holds
+ * it, so a taker that opened it just before finds, once it has the lock, that the path no longer
+ * names its file, and opens again: two can never hold two different files of one path. The file
+ * is opened without following a link.
+ */
+export function holdFileLock(path: string, line: string): HeldFileLock | { heldBy: string } | null {
+  const libc = loadLibc();
+  if (libc === null) return null;
+  for (;;) {
+    const fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
+    let kept = false;
+    try {
+      if (!libc.tryLock(fd)) return { heldBy: readHolder(fd) };
+      if (!namesFile(path, fd)) continue; // removed by the holder that let go meanwhile: open again
+      kept = true;
+    } finally {
+      if (!kept) closeSync(fd);
+    }
+    nameHolder(fd, line);
+    let released = false;
+    return {
+      intact: () => !released && namesFile(path, fd),
+      release() {
+        if (released) return;
+        released = true;
+        // While still held (see above), and only when the path still names this file: removed
+        // or replaced behind the holder's back, the file there now may be another holder's.
+        if (namesFile(path, fd)) rmSync(path, { force: true });
+        closeSync(fd);
+      },
+    };
+  }
+}
+
+export interface HeldFileLock extends HeldLock {
+  /**
+   * Whether the lock still stands for its path: false once the file was removed or replaced
+   * (`rm -rf` of its directory, say). Then another open of the path is another file, which a
+   * second holder can lock while this one still holds the old: let it go and take it again.
+   */
+  intact(): boolean;
+}
+
+/** The holder's line, read from the file open as `fd` (its path may be gone already). */
+function readHolder(fd: number): string {
+  try {
+    return readFileSync(fd, "utf8");
+  } catch {
+    return "";
+  }
+}
+
+/** Whether `path` is still the file open as `fd` (not removed, nor replaced). */
+function namesFile(path: string, fd: number): boolean {
+  try {
+    const named = lstatSync(path);
+    const open = fstatSync(fd);
+    return named.ino === open.ino && named.dev === open.dev;
+  } catch {
+    return false;
+  }
 }
 
 /**

@@ -812,8 +812,11 @@ function sameDenial(chain: DenialChain, denial: Denial): boolean {
 /** What an RRSIG over the RRset covers besides its own fields: owner and type, the TTL, the canonical data in order. */
 function canonicalContent(rrset: readonly RR[]): string {
   const first = rrset[0]!;
-  // latin1: one character per octet, so the strings sort as the octets do (and are made a few times faster than hex).
-  const data = rrset.map((r) => { const c = canonicalRdata(first.type, r.rdata); return Buffer.from(c.buffer, c.byteOffset, c.length).toString("latin1"); }).sort();
+  // latin1: one character per octet (made a few times faster than hex). Each record's octets are
+  // length-prefixed: they may hold a space, and joined bare two different RRsets could read the
+  // same — a change would keep an RRSIG that no longer verifies (found in review: TXT "a" "b…"
+  // against one record whose second string's length octet is 0x20).
+  const data = rrset.map((r) => { const c = canonicalRdata(first.type, r.rdata); return `${c.length}:${Buffer.from(c.buffer, c.byteOffset, c.length).toString("latin1")}`; }).sort();
   return `${first.ttl} ${data.join(" ")}`;
 }
 
@@ -877,7 +880,7 @@ const storedRow = (rrsigs: readonly RR[]) => ({ rrset: storedRrsetKey(rrsigs[0]!
 class SignedLayout {
   private readonly origin: Name;
   private readonly cuts: Set<string>;
-  /** Every name that exists (lower-case text): the authoritative owners and the empty non-terminals above them. */
+  /** Every name that exists (by its key, nameKey): the authoritative owners and the empty non-terminals above them. */
   private readonly existing = new Set<string>();
   private readonly chain: DenialChain;
   private readonly served: Zone;
@@ -1006,7 +1009,7 @@ export function decodeRrsigs(stored: Uint8Array): RR[] {
   return out;
 }
 
-/** The owners of NS records below the apex (lower-case text). */
+/** The owners of NS records below the apex, by their keys (nameKey). */
 function delegations(records: readonly RR[], origin: Name): Set<string> {
   const cuts = new Set<string>();
   for (const r of records) if (r.type === RRType.NS && r.name.length > origin.length) cuts.add(keyOf(r.name));

@@ -150,7 +150,10 @@ export class Zone {
       }
       const node = ensureNode(nodes, r.name, origin);
       const rrset = node.rrsets.get(r.type) ?? [];
-      const identity = `${keyOf(node.name)} ${r.type} ${rdataIdentity(r.type, r.rdata)}`;
+      // The owner's key is length-prefixed: a name key and an identity are any octets, spaces
+      // included, so joined bare an apex record could read as one of a name below it (found in review).
+      const owner = keyOf(node.name);
+      const identity = `${owner.length} ${owner} ${r.type} ${rdataIdentity(r.type, r.rdata)}`;
       const same = seen.get(identity);
       if (same) {
         warnings.push(`${recordId(r)}: a duplicate record was merged`);

@@ -14,8 +14,8 @@
  * of the user; the token itself is still checked against the hash on every request.
  */
 import type { Database } from "bun:sqlite";
-import type { AuthResult, IdentityProvider, OrganizationFacts, PrincipalKind, WorkspaceFacts } from "../../src/auth/principal.ts";
-import { parseToken, TOKEN_KINDS, tokenMatches } from "../../src/auth/tokens.ts";
+import type { AuthResult, IdentityProvider, OrganizationFacts, Principal, PrincipalKind, WorkspaceFacts } from "../../src/auth/principal.ts";
+import { hasValidChecksum, TOKEN_KINDS, tokenMatches, tokenShape } from "../../src/auth/tokens.ts";
 import type { Logger } from "../../src/log.ts";
 import { parseClientCidr, type Cidr } from "../../src/net/ip.ts";
 import { ReadMemo } from "../../src/store/read-memo.ts";
@@ -36,7 +36,7 @@ export class IamIdentity implements IdentityProvider {
 
   private readonly credentialQuery;
   private readonly generationQuery;
-  private readonly rows = new Map<string, { generation: number; row: sql.AuthenticationRow }>();
+  private readonly rows = new Map<string, CachedCredential>();
   /** The generation and the guard's other facts, read again only once the database changed. */
   private readonly memo: ReadMemo;
   private readonly db: Database;
@@ -64,23 +64,31 @@ export class IamIdentity implements IdentityProvider {
     if (missing.length > 0) throw new Error(`the database lacks the triggers that keep authentication current (${missing.join(", ")}): restore them (iam migrations 0002 and 0003) before starting`);
   }
 
-  /** The credential's row, from the cache while nothing about credentials or users has changed. */
-  private credential(prefix: string): sql.AuthenticationRow | null {
+  /**
+   * The credential's cache entry, while nothing about credentials or users has changed: its row,
+   * and the principal made of it once (the same object for every request of the generation: no
+   * principal, scope list or allowlist is looked up or built per request).
+   */
+  private credential(prefix: string): CachedCredential | null {
     const generation = this.memo.get("generation", "", () => this.generationQuery.get()!.generation);
     const cached = this.rows.get(prefix);
-    if (cached !== undefined && cached.generation === generation) return cached.row;
+    if (cached !== undefined && cached.generation === generation) return cached;
     const row = this.credentialQuery.get(prefix);
     if (!row) return null; // unknown prefixes are not cached: guessing costs the guesser, not memory
     if (this.rows.size >= MAX_CACHED_CREDENTIALS) this.rows.clear();
-    this.rows.set(prefix, { generation, row });
-    return row;
+    const entry: CachedCredential = { generation, row, principal: null };
+    this.rows.set(prefix, entry);
+    return entry;
   }
 
   authenticate(token: string, client: string, now: number): AuthResult {
-    const parsed = parseToken(token);
+    const parsed = tokenShape(token);
     if (!parsed) return { ok: false, reason: "malformed" };
-    const row = this.credential(parsed.prefix);
-    if (!row || !tokenMatches(token, row.hash)) return { ok: false, reason: "unknown" };
+    const cached = this.credential(parsed.prefix);
+    // The checksum is asked only of a token that matched nothing: one that matches an issued
+    // token's hash is that token, checksum and all (tokens.ts).
+    if (!cached || !tokenMatches(token, cached.row.hash)) return { ok: false, reason: hasValidChecksum(token) ? "unknown" : "malformed" };
+    const row = cached.row;
     const expectedKinds = KIND_OF_PREFIX[parsed.kind];
     const kindMatches = expectedKinds ? expectedKinds.includes(row.kind) : row.kind === "service" && row.service === parsed.kind;
     if (!kindMatches) return { ok: false, reason: "unknown" };
@@ -97,6 +105,11 @@ export class IamIdentity implements IdentityProvider {
       this.db.query("UPDATE credentials SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL").run(now, parsed.prefix);
     }
     this.recent.set(parsed.prefix, { at: now, from: client });
+    return { ok: true, principal: (cached.principal ??= this.principalOf(parsed.prefix, row)) };
+  }
+
+  /** What a credential's row makes of its caller (frozen: one object serves every request until the row changes). */
+  private principalOf(prefix: string, row: sql.AuthenticationRow): Principal {
     // A service key's user is its maker, whose role bounds it: it is not them (no operator
     // rights, none of their routes about themselves). So is a workload token exchanged from a
     // key (it carries the key's service): an exchange never widens a key. The maker's MFA is
@@ -106,23 +119,20 @@ export class IamIdentity implements IdentityProvider {
     // routes name no organization, so the restriction would confine nothing there. What such a
     // credential makes or is exchanged for carries the restriction, and so stays no operator's.
     const restricted = row.organization_id !== null || row.workspace_id !== null;
-    return {
-      ok: true,
-      principal: {
-        kind: PRINCIPAL_KIND[row.kind],
-        tokenId: parsed.prefix,
-        userId: key ? null : row.user_id,
-        madeBy: key ? row.user_id : null,
-        organizationId: row.organization_id,
-        scopes: row.scopes === null ? "all" : this.scopes(row.scopes),
-        service: row.service,
-        workspaceId: row.workspace_id,
-        ipAllowlist: this.allowlist(row.ip_allowlist),
-        operator: !key && !restricted && row.operator === 1,
-        mfa: row.mfa === 1,
-        mustChangePassword: !key && row.must_change_password === 1,
-      },
-    };
+    return Object.freeze({
+      kind: PRINCIPAL_KIND[row.kind],
+      tokenId: prefix,
+      userId: key ? null : row.user_id,
+      madeBy: key ? row.user_id : null,
+      organizationId: row.organization_id,
+      scopes: row.scopes === null ? "all" : this.scopes(row.scopes),
+      service: row.service,
+      workspaceId: row.workspace_id,
+      ipAllowlist: this.allowlist(row.ip_allowlist),
+      operator: !key && !restricted && row.operator === 1,
+      mfa: row.mfa === 1,
+      mustChangePassword: !key && row.must_change_password === 1,
+    });
   }
 
   private spendConsoleToken(prefix: string, expiresAt: number, now: number): void {
@@ -266,6 +276,13 @@ function storedAllowlist(json: string): Cidr[] {
   if (!Array.isArray(entries)) return [MATCHES_NOTHING];
   return entries.map((entry) => (typeof entry === "string" && parseClientCidr(entry)) || MATCHES_NOTHING);
 }
+/** A credential's row as of one authentication generation, and the principal it makes (built at its first use). */
+interface CachedCredential {
+  generation: number;
+  row: sql.AuthenticationRow;
+  principal: Principal | null;
+}
+
 /** Credentials in use at once on a busy appliance are far fewer; beyond this the cache starts over. */
 const MAX_CACHED_CREDENTIALS = 10_000;
 

@@ -30,7 +30,8 @@ import { formerNftablesTableInterface, nftablesTableName, renderNftables, render
 import { certificateSeen, keyPinOf, proxyFor, storedTrust } from "../../src/cli/pin.ts";
 import { withFileLock } from "../../src/file-lock.ts";
 import * as device from "./device.ts";
-import { applyExitRouting } from "./exit-routing.ts";
+import { ExitClaim } from "./exit-claim.ts";
+import { applyExitRouting, ExitRoutingConflictError } from "./exit-routing.ts";
 import { LOOKUP_TIMEOUT_MS, lookupHost, resolveEndpoints, type LookupHost, type UnresolvedEndpoint } from "./endpoints.ts";
 import { publicKeyOf } from "./keys.ts";
 import { OutsideTunnel } from "./outside-tunnel.ts";
@@ -49,6 +50,8 @@ export interface AgentOptions {
   run?: device.RunCommand;
   /** Resolves peers' endpoint names (default: the system's resolver). */
   lookupHost?: LookupHost;
+  /** Where the claim on the host's exit routing is kept (default /run/citadel-mesh; see exit-claim.ts). */
+  exitClaimDirectory?: string;
 }
 
 export interface RoundResult {
@@ -110,6 +113,12 @@ export class Agent {
   private repairedAt = 0;
   /** "blocked": it said the exit node chosen is not usable (said once while it stays so). */
   private warnedExit: "blocked" | null = null;
+  /** Held while this agent's exit routing is on the host: one agent of a host routes through an exit node. */
+  private readonly exitClaim: ExitClaim;
+  /** Why the exit node this node chose is not routed through on this host (another agent is); null when it is, or none is chosen. */
+  private exitRefused: string | null = null;
+  /** What the control plane last heard of it (see report); undefined before the first report. */
+  private reportedExitRefused: string | null | undefined = undefined;
 
   constructor(private readonly options: AgentOptions) {
     this.state = readState(options.stateDir);
@@ -118,6 +127,7 @@ export class Agent {
     this.run = options.run ?? device.runCommand;
     this.lookupHost = options.lookupHost ?? lookupHost;
     this.outside = new OutsideTunnel({ stateDir: options.stateDir, lookupHost: this.lookupHost, err: options.err });
+    this.exitClaim = new ExitClaim({ directory: options.exitClaimDirectory, run: this.run, err: options.err });
   }
 
   private get connection(): NodeConnection {
@@ -209,7 +219,9 @@ export class Agent {
       // table, `ip link del` takes the interface, `wg set` removes or changes a peer. What
       // differs is made so again at once, so that neither an ACL nor a tunnel stays off until
       // the config next changes.
-      return { changed: await this.repair(this.current), version: this.current.version };
+      const changed = await this.repair(this.current);
+      await this.reportExitIfChanged(this.current);
+      return { changed, version: this.current.version };
     }
     const doc = verifyDocument(this.state, fetched.body, fetched.signature);
     this.unappliedStored = null; // a fetched config replaces it
@@ -282,6 +294,8 @@ export class Agent {
     }
     // No exit node either: the machine's own default route is its way out again.
     await applyExitRouting(name, null, this.run, exitTable === undefined ? [] : [exitTable]);
+    this.exitClaim.release();
+    this.exitRefused = null;
   }
 
   private async removePeers(name: string): Promise<void> {
@@ -366,9 +380,43 @@ export class Agent {
     }
   }
 
+  /**
+   * The report, with why the exit node this node chose is not routed through on this host
+   * (`exit_refused`) — sent while it is so, and once more (null) when it no longer is. A control
+   * plane older than that field refuses a body with it (422, unknown field): the report is made
+   * again without it, so that the applied version (which rotations wait on) still arrives, and
+   * the field is tried again at every round (two small requests a round while this node is refused).
+   */
   private async sendApplied(doc: ConfigDocument): Promise<{ rotation: "completed" | "pending" | null }> {
     const publicKey = await publicKeyOf(this.state.private_key);
-    return nodeRequest(this.connection, "POST", "/v1/mesh/node/applied", { version: doc.version, public_key: publicKey });
+    const exitRefused = this.exitRefused;
+    const report = { version: doc.version, public_key: publicKey };
+    const send = (body: object) => nodeRequest<{ rotation: "completed" | "pending" | null }>(this.connection, "POST", "/v1/mesh/node/applied", body);
+    if (exitRefused === null && (this.reportedExitRefused ?? null) === null) return send(report);
+    let heard = true;
+    const answer = await send({ ...report, exit_refused: exitRefused }).catch((error: unknown) => {
+      if (!(error instanceof ApiError && error.status === 422)) throw error;
+      heard = false;
+      return send(report);
+    });
+    // Made without the field, the refusal was not heard: reported again at the next round, so
+    // that the control plane, once upgraded, shows it (found in review: it was taken as heard).
+    if (heard) this.reportedExitRefused = exitRefused;
+    return answer;
+  }
+
+  /**
+   * A round whose config did not change still reports when the exit part's refusal came or went
+   * (the other agent let the exit routing go, or took it): the control plane shows it. A report
+   * that fails is made again at the next round.
+   */
+  private async reportExitIfChanged(doc: ConfigDocument): Promise<void> {
+    if (this.exitRefused === (this.reportedExitRefused ?? null) || this.options.dryRun) return;
+    try {
+      await this.sendApplied(doc);
+    } catch (error) {
+      this.options.err(`mesh agent: could not tell the control plane about this node's exit node (${error instanceof Error ? error.message : String(error)}): tried again at the next round`);
+    }
   }
 
   /** Back on the key switched from (see report): the device, the wg-quick file, the peers nudged, and the report made again. */
@@ -629,6 +677,17 @@ export class Agent {
     if (exit === undefined) {
       this.warnedExit = null;
       await applyExitRouting(name, null, this.run, mine);
+      // Only once its rules are gone: another agent taking the claim would take them for a dead one's.
+      this.exitClaim.release();
+      this.exitRefused = null;
+      return;
+    }
+    // One agent of a host routes through an exit node: the one that holds the claim. Refused,
+    // only this part of the config waits (the rest is applied and reported), tried at every round.
+    const refused = await this.claimExit(doc, name);
+    if (refused !== null) {
+      await applyExitRouting(name, null, this.run, mine); // none of its own (the holder's are the host's)
+      this.noteExitRefused(name, refused);
       return;
     }
     if (exit.via === null && this.warnedExit !== "blocked") {
@@ -636,7 +695,57 @@ export class Agent {
     }
     this.warnedExit = exit.via === null ? "blocked" : null;
     turnOn(SRC_VALID_MARK, (error) => this.options.err(`mesh agent: cannot turn on ${SRC_VALID_MARK} (${error}): with strict reverse-path filtering, the tunnel's replies may be dropped`));
-    await applyExitRouting(name, { table: doc.config.listenPort, through: exit.via !== null, keptOff: await this.controlPlaneAddresses() }, this.run, mine);
+    const want = { table: doc.config.listenPort, through: exit.via !== null, keptOff: await this.controlPlaneAddresses() };
+    try {
+      // Holding the claim, another interface's exit rules are a dead agent's: removed. Without
+      // one (no flock here), they may be a running agent's: refused.
+      await applyExitRouting(name, want, this.run, mine, this.exitClaim.held ? "remove" : "refuse");
+    } catch (error) {
+      if (!(error instanceof ExitRoutingConflictError)) throw error;
+      this.noteExitRefused(name, error.message);
+      return;
+    }
+    this.noteExitRefused(name, null);
+  }
+
+  /**
+   * Takes (or keeps) the host's exit claim (exit-claim.ts); the refusal's reason when another
+   * running agent holds it, or when no claim can be taken here (its directory unfit: not root's,
+   * writable by others, on a read-only file system), null when it is held. The latter fails
+   * closed: an agent that routed without the claim could not tell a running holder's rules from
+   * none (two starting at once would both route), and the holder, taking its rules for a dead
+   * agent's, would delete them while it runs (found in review). Only where there is no flock to
+   * ask at all (no C library) is the answer null too: no agent of the host can hold a claim then,
+   * and each looks at the host's rules instead, as before claims.
+   */
+  private async claimExit(doc: ConfigDocument, name: string): Promise<string | null> {
+    const retried = `this agent tries again at every round, every ${doc.poll_seconds} s`;
+    let answer: Awaited<ReturnType<ExitClaim["take"]>>;
+    try {
+      answer = await this.exitClaim.take({ pid: process.pid, interface: name, network: this.state.network, node: this.state.name });
+    } catch (error) {
+      const why = (error instanceof Error ? error.message : String(error)).replace(/\.$/, "");
+      return (
+        `cannot take the host's exit claim: ${why}; ${name} uses no exit node until it can (${retried}). ` +
+        `fix: ${this.exitClaim.directory} must be a directory of root's, writable by no one else, on a writable file system ` +
+        "(the agent's systemd unit makes it with RuntimeDirectory=citadel-mesh: a unit copied from an older Citadel lacks that line)"
+      );
+    }
+    if (answer.held !== false) return null;
+    return (
+      `${answer.holder} routes this host's internet through an exit node, and a host sends its internet through one: ` +
+      `${name} uses none until that agent lets it go (${retried}); ` +
+      "until then this host's internet, this node's included, goes through that agent's exit node (blocked while that one is not usable). " +
+      "Choose no exit node on one of the two (citadel mesh exit-node --none)"
+    );
+  }
+
+  /** Keeps (and says, when it changes) why the exit node chosen is not routed through here; reported to the control plane. */
+  private noteExitRefused(name: string, reason: string | null): void {
+    if (reason === this.exitRefused) return;
+    if (reason !== null) this.options.err(`mesh agent: ${reason}`);
+    else if (this.exitRefused !== null) this.options.err(`mesh agent: ${name} now routes this host's internet through its exit node (refused until now)`);
+    this.exitRefused = reason;
   }
 
   /**

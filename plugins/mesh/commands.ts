@@ -63,6 +63,8 @@ interface NodeView {
   exit_node?: boolean;
   exit_via?: string | null;
   exit_via_usable?: boolean;
+  /** Absent from a server older than the report of it. */
+  exit_refused?: string | null;
   state: string;
   applied_version: number;
   last_seen_at: string | null;
@@ -99,7 +101,7 @@ function routesColumn(n: NodeView): string {
   const notes = [
     ...(n.masquerade_routes ? ["masquerading"] : []),
     ...(n.exit_node ? ["exit node"] : []),
-    ...(n.exit_via ? [`exit via ${n.exit_via}${n.exit_via_usable ? "" : " (not usable: blocked)"}`] : []),
+    ...(n.exit_via ? [`exit via ${n.exit_via}${n.exit_via_usable ? "" : " (not usable: blocked)"}${n.exit_refused ? " (refused on its host: exit_refused in --json says why)" : ""}`] : []),
   ];
   return [parts.join(",") || "-", ...notes].join(", ");
 }

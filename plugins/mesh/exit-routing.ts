@@ -18,7 +18,9 @@
  * and the rules name the table's number as their fwmark — the node's listen port, which no other
  * interface on the host can have — so that the agent of one interface never takes another's for
  * its own (a host in two networks runs two agents). What the config no longer asks for (the node
- * stopped using an exit node, its listen port changed) is removed.
+ * stopped using an exit node, its listen port changed) is removed. Another interface's exit rules
+ * are refused — or, when the caller holds the host's exit claim (exit-claim.ts), removed as a
+ * dead agent's.
  */
 import { formatIp, type IpAddress } from "../../src/net/ip.ts";
 import { DeviceCommandError, MESH_ROUTE_PROTOCOL, mustRun, readDevice, type RunCommand } from "./device.ts";
@@ -65,7 +67,7 @@ type Family = (typeof FAMILIES)[number];
  * interface may have used (its listen port); the device's fwmark counts too. The device must
  * exist when `want` is not null.
  */
-export async function applyExitRouting(name: string, want: ExitRouting | null, run: RunCommand, mine: readonly number[] = []): Promise<boolean> {
+export async function applyExitRouting(name: string, want: ExitRouting | null, run: RunCommand, mine: readonly number[] = [], others: OthersRules = "refuse"): Promise<boolean> {
   const device = await readDevice(name, run).catch(() => null); // gone (a cut-off of a deleted interface): its rules are found by `mine`
   const ours = new Set([...mine, ...(device && device.fwmark !== 0 ? [device.fwmark] : []), ...(want ? [want.table] : [])]);
   // Every family listed before anything changes: another agent's exit rules refuse this one's.
@@ -81,8 +83,9 @@ export async function applyExitRouting(name: string, want: ExitRouting | null, r
       }),
     );
   }
-  if (want !== null) refuseAnotherExit(name, [...listings.values()].flatMap((listed) => listed ?? []), ours);
   let changed = false;
+  if (want !== null && others === "refuse") refuseAnotherExit(name, [...listings.values()].flatMap((listed) => listed ?? []), ours);
+  if (want !== null && others === "remove") changed = await removeOthers(listings, ours, run);
   // The fwmark first, as wg-quick sets it before its rules: from the first rule on, the tunnel's
   // own packets must be marked, or `not fwmark T lookup T` sends them into the tunnel itself and
   // the whole mesh of this host breaks. A failure part-way (a family's `ip` failing) then leaves
@@ -127,6 +130,40 @@ export async function applyExitRouting(name: string, want: ExitRouting | null, r
   return true;
 }
 
+/**
+ * What to do with another agent's exit rules on the host (see refuseAnotherExit): "refuse" —
+ * its agent may be running; "remove" — the caller holds the host's exit claim (exit-claim.ts),
+ * so they are the rules of an agent that no longer runs.
+ */
+export type OthersRules = "refuse" | "remove";
+
+/**
+ * Removes the exit rules of agents that no longer run (protocol 83, the exit priorities, a
+ * fwmark not this interface's), and their tables' routes, before this agent's go in: left, they
+ * would send this tunnel's own packets into a dead agent's table. True when any were there.
+ */
+async function removeOthers(listings: ReadonlyMap<Family, KernelRule[] | null>, ours: ReadonlySet<number>, run: RunCommand): Promise<boolean> {
+  let changed = false;
+  for (const [family, listed] of listings) {
+    const stale = othersRules(listed ?? [], ours);
+    for (const rule of stale) {
+      await mustRun(run, ["ip", family, "rule", "del", ...wordsOfRule(rule), "protocol", MESH_ROUTE_PROTOCOL]);
+      changed = true;
+    }
+    for (const table of new Set(stale.map((rule) => Number(rule.fwmark)))) {
+      if ((await tableRoutes(family, table, run)).every((route) => route.protocol !== MESH_ROUTE_PROTOCOL)) continue;
+      await mustRun(run, ["ip", family, "route", "flush", "table", String(table), "proto", MESH_ROUTE_PROTOCOL]);
+    }
+  }
+  return changed;
+}
+
+/** Another interface's exit rules: the agent's protocol, the exit priorities, a fwmark not `ours`. */
+function othersRules(rules: readonly KernelRule[], ours: ReadonlySet<number>): KernelRule[] {
+  const priorities = new Set<number>(Object.values(EXIT_RULE_PRIORITY));
+  return rules.filter((rule) => rule.protocol === MESH_ROUTE_PROTOCOL && priorities.has(rule.priority ?? -1) && rule.fwmark !== undefined && !ours.has(Number(rule.fwmark)));
+}
+
 /** `ip -6` on a kernel without IPv6 (ipv6.disable=1): EAFNOSUPPORT. */
 const familyNotSupported = (error: unknown) => error instanceof DeviceCommandError && /address family not supported/i.test(error.message);
 
@@ -143,13 +180,13 @@ export class ExitRoutingConflictError extends Error {
  * A host sends its internet through one exit node.
  */
 function refuseAnotherExit(name: string, rules: readonly KernelRule[], ours: ReadonlySet<number>): void {
-  const priorities = new Set<number>(Object.values(EXIT_RULE_PRIORITY));
-  const others = [...new Set(rules.filter((rule) => rule.protocol === MESH_ROUTE_PROTOCOL && priorities.has(rule.priority ?? -1) && rule.fwmark !== undefined && !ours.has(Number(rule.fwmark))).map((rule) => Number(rule.fwmark)))];
+  const priorities = Object.values(EXIT_RULE_PRIORITY);
+  const others = [...new Set(othersRules(rules, ours).map((rule) => Number(rule.fwmark)))];
   if (others.length === 0) return;
   throw new ExitRoutingConflictError(
-    `another mesh interface of this host routes through an exit node (its policy rules, fwmark ${others.join(", ")}, at priorities ${[...priorities].join(" and ")}): ` +
-      `${name} cannot use one as well, as each interface's rules would send the other's own WireGuard packets into its tunnel. Its exit routing was left as it was; ` +
-      "choose no exit node on one of the two (citadel mesh exit-node --none): a host sends its internet through one exit node",
+    `another mesh interface of this host routes through an exit node (its policy rules, fwmark ${others.join(", ")}, at priorities ${priorities.join(" and ")}): ` +
+      `${name} cannot use one as well, as each interface's rules would send the other's own WireGuard packets into its tunnel. Its exit routing was left as it was (tried again at every round); ` +
+      "choose no exit node on one of the two (citadel mesh exit-node --none), or remove the other's rules if its agent is gone: a host sends its internet through one exit node",
   );
 }
 

@@ -285,7 +285,7 @@ export const meshPlugin = definePlugin<MeshSettings>({
             },
           },
         )
-        .post("/node/applied", ({ body, request }) => mesh.applied(node(request), auditRequest(request), body.version, body.public_key), {
+        .post("/node/applied", ({ body, request }) => mesh.applied(node(request), auditRequest(request), body.version, body.public_key, body.exit_refused), {
           ...nodeFirst,
           body: m.Applied,
           response: m.AppliedResult,

@@ -155,4 +155,11 @@ export const meshMigrations: readonly Migration[] = [
     ALTER TABLE mesh_nodes ADD COLUMN exit_approved INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE mesh_nodes ADD COLUMN exit_node_id TEXT;`,
   },
+  {
+    id: "0010_mesh_node_exit_refused",
+    // The agent's word on the exit node its node chose: why it does not route through it on its
+    // host (another agent of that host does: one exit-node user per host), NULL while it does.
+    // Reported with the applied version; not a config change (no version bump).
+    up: `ALTER TABLE mesh_nodes ADD COLUMN exit_refused TEXT;`,
+  },
 ];

@@ -9,6 +9,9 @@ const Tags = t.Array(Label, { maxItems: 64 });
 // 0.0.0.0/0 and ::/0 together are an exit node's (exits.ts), outside that count.
 const Routes = (description: string) => t.Array(t.String({ maxLength: 64 }), { maxItems: 256, description });
 
+/** How long an agent's exit_refused may be (its own text, shown to operators). */
+export const EXIT_REFUSED_MAX_LENGTH = 1000;
+
 export const Done = t.Object({ ok: t.Literal(true) });
 
 export const Network = t.Object({
@@ -100,6 +103,9 @@ export const Node = t.Object({
   masquerade_routes: t.Boolean({ description: "Its agent masquerades what it forwards from the mesh to the routes it serves: hosts there see the router's address and need no route back" }),
   exit_node: t.Boolean({ description: "An exit node in effect: it offers 0.0.0.0/0 and ::/0, an operator approved them, it is active (and a hub, in a hub network)" }),
   exit_via: t.Union([t.String(), t.Null()], { description: "The exit node it chose (its own request) to send its internet traffic through; null: none" }),
+  exit_refused: t.Union([t.String(), t.Null()], {
+    description: "Its agent's report: why its host does not route through the exit node it chose (another agent of the host does; it takes over once that one lets go); null: not refused, or no exit node chosen",
+  }),
   exit_via_usable: t.Boolean({ description: "Its choice is usable now (an exit node in effect, and the ACL lets it reach autogroup:internet); false with a choice: its internet traffic is blocked, not sent out directly" }),
   state: t.Union([t.Literal("active"), t.Literal("disabled"), t.Literal("expired")]),
   expires_at: t.Union([Iso, t.Null()]),
@@ -162,7 +168,15 @@ export const Enrolled = t.Object({
   signature: t.String(),
 });
 
-export const Applied = t.Object({ version: Integer({ minimum: 0 }), public_key: t.String({ maxLength: 64 }) });
+export const Applied = t.Object({
+  version: Integer({ minimum: 0 }),
+  public_key: t.String({ maxLength: 64 }),
+  exit_refused: t.Optional(
+    t.Union([t.String({ maxLength: EXIT_REFUSED_MAX_LENGTH }), t.Null()], {
+      description: "Why the agent does not route through the exit node its node chose (another agent of its host does: one per host); null: it does. Absent: left as last reported",
+    }),
+  ),
+});
 export const AppliedResult = t.Object({ rotation: t.Union([t.Literal("completed"), t.Literal("pending"), t.Null()]) });
 export const Rotate = t.Object({ public_key: t.String({ maxLength: 64, description: "The next public key" }) });
 export const AdvertiseRoutes = t.Object({ routes: Routes("Every subnet route this node offers (replaces them; [] withdraws all)") });

@@ -13,7 +13,7 @@ import { createHash, randomBytes } from "node:crypto";
 import type { AuditActor, AuditEventInput, AuditRequestContext } from "../../src/audit/event.ts";
 import { actorOf, roleHolder, type Principal } from "../../src/auth/principal.ts";
 import { roleAllows, type Permission } from "../../src/auth/rbac.ts";
-import { generateToken, parseToken, tokenMatches } from "../../src/auth/tokens.ts";
+import { generateToken, parseToken, tokenMatches, tokenShape } from "../../src/auth/tokens.ts";
 import { CitadelError, ConflictError, ForbiddenError, InvalidError, NotFoundError, PreconditionFailedError, StandingEndedError, UnauthorizedError } from "../../src/errors.ts";
 import { HttpProblem } from "../../src/http/problem.ts";
 import { newId } from "../../src/ids.ts";
@@ -822,6 +822,7 @@ export class MeshService {
       exit_node: exits.serving.has(n.id),
       exit_via: n.exit_node_id === null ? null : (exits.names.get(n.exit_node_id) ?? n.exit_node_id),
       exit_via_usable: exits.using.has(n.id),
+      exit_refused: n.exit_node_id === null ? null : (n.exit_refused ?? null),
       state: (n.disabled ? "disabled" : n.expires_at !== null && n.expires_at <= now ? "expired" : "active") as "disabled" | "expired" | "active",
       expires_at: iso(n.expires_at),
       applied_version: n.applied_version,
@@ -1100,7 +1101,9 @@ export class MeshService {
 
   /** The node a node token belongs to; 401 for anything else, 403 for a disabled or expired node. */
   authenticateNode(token: string | null): sql.NodeRow {
-    const parsed = token ? parseToken(token) : null;
+    // Its shape only: a token that matches the stored hash has the issued token's checksum too,
+    // and one that does not is refused the same either way (tokens.ts: tokenShape).
+    const parsed = token ? tokenShape(token) : null;
     let row = parsed?.kind === "node" ? (this.nodesByToken.get(parsed.prefix) ?? null) : null;
     if (parsed?.kind === "node" && !row) {
       row = sql.nodeByTokenPrefix(this.k.store.db, parsed.prefix);
@@ -1124,7 +1127,7 @@ export class MeshService {
    * agent goes back to the one they do. The operator's cancel stands: the report does not
    * complete a rotation the control plane no longer has.
    */
-  async applied(node: sql.NodeRow, request: AuditRequestContext, version: number, publicKey: string) {
+  async applied(node: sql.NodeRow, request: AuditRequestContext, version: number, publicKey: string, exitRefused?: string | null) {
     const now = this.now();
     const completes = node.next_public_key !== null && publicKey === node.next_public_key;
     const done = await this.write(completes ? node.network_id : null, (tx) => {
@@ -1134,7 +1137,7 @@ export class MeshService {
         throw new HttpProblem(409, "key_mismatch", "That is neither this node's key nor the one it is rotating to (the rotation was cancelled, given up or ended by a disable): go back to the node's key.");
       }
       // A version the network never had is not believed (it would make this node look ready for any rotation).
-      sql.recordApplied(tx, node.id, Math.min(version, sql.networkVersion(tx, node.network_id) ?? 0), now);
+      sql.recordApplied(tx, node.id, Math.min(version, sql.networkVersion(tx, node.network_id) ?? 0), now, exitRefused === undefined ? undefined : printableReport(exitRefused));
       if (!completes) return false;
       // Only the key columns, and only if the rotation is still the one this request saw.
       if (!sql.completeRotation(tx, node.id, publicKey, now)) return false;
@@ -1593,4 +1596,20 @@ function sentPersonal(input: Enrollment): Record<string, string> {
   if (typeof input.name === "string") personal.node = input.name;
   if (typeof input.endpoint === "string" && input.endpoint !== "") personal.endpoint = input.endpoint;
   return personal;
+}
+
+/**
+ * A node's own text (its exit_refused), as stored and shown to operators: each run of control
+ * (C0, C1), format and line-breaking characters made one space, so that a node token's holder
+ * can neither write escape sequences into an operator's terminal or log nor make the text read
+ * otherwise than it is — bidirectional controls and marks (U+061C, U+200E/F, U+202A-U+202E,
+ * U+2066-U+2069), zero-width characters (U+200B-U+200D), the byte-order mark (U+FEFF), tag
+ * characters (U+E0000-U+E007F), the line and paragraph separators. The agent writes plain
+ * English: nothing of that kind belongs in it. (src/cli/output.ts's printable escapes what a
+ * terminal acts on as the CLI prints; it keeps the format characters a person's name needs.)
+ */
+function printableReport(text: string | null): string | null {
+  if (text === null) return null;
+  const clean = text.replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\u{E0000}-\u{E007F}]+/gu, " ").trim();
+  return clean === "" ? null : clean;
 }

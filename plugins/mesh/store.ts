@@ -70,6 +70,8 @@ export interface NodeRow {
   exit_approved: number;
   /** The exit node it chose to send its internet traffic through (its own request); null: none. */
   exit_node_id: string | null;
+  /** Its agent's report: why it does not route through that exit node on its host; NULL: it does (or none reported). Absent before migration 0010. */
+  exit_refused?: string | null;
   created_at: number;
   updated_at: number;
 }
@@ -243,9 +245,14 @@ export const startRotation = (tx: Database, id: string, nextKey: string, version
     .query("UPDATE mesh_nodes SET next_public_key = ?, rotation_version = ?, rotation_started_at = ?, updated_at = ? WHERE id = ? AND disabled = 0")
     .run(nextKey, version, now, now, id).changes === 1;
 
-/** What an agent reports after applying a config (not a config change: no version bump). */
-export const recordApplied = (tx: Database, id: string, version: number, now: number) =>
+/**
+ * What an agent reports after applying a config (not a config change: no version bump); with
+ * `exitRefused` (undefined: not reported, left as it is), why its exit node is not used on its host.
+ */
+export function recordApplied(tx: Database, id: string, version: number, now: number, exitRefused?: string | null): void {
   tx.query("UPDATE mesh_nodes SET applied_version = max(applied_version, ?), last_seen_at = ? WHERE id = ?").run(version, now, id);
+  if (exitRefused !== undefined) tx.query("UPDATE mesh_nodes SET exit_refused = ? WHERE id = ?").run(exitRefused, id);
+}
 
 export const deleteNode = (tx: Database, id: string) => tx.query("DELETE FROM mesh_nodes WHERE id = ?").run(id).changes > 0;
 

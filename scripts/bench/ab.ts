@@ -10,10 +10,15 @@
  * info (GET /v1/system/info with a PAT), poll (a mesh node's config poll, answered 304), health
  * (/healthz). Every answer must be a 2xx or 304.
  *
+ * With --paired the two builds are loaded at the same moment instead (a wrk each), so that work
+ * of others on the host weighs on both alike: on a busy host, alternating rounds moved by ±15%
+ * between neighbours, more than the changes being judged (docs/BENCHMARKS.md, stop 30). It then
+ * also reports the median of the per-round ratios and in how many rounds B used less CPU.
+ *
  * Build the old one first, for instance: cp dist/citadel /tmp/citadel-before; then, changed:
  *   bun run build && bun scripts/bench/ab.ts --a /tmp/citadel-before --b dist/citadel
  *
- * Usage: bun scripts/bench/ab.ts --a <binary> --b <binary> [--routes read,info,poll,health] [--rounds 6] [--duration 3] [--warm-up 10]
+ * Usage: bun scripts/bench/ab.ts --a <binary> --b <binary> [--routes read,info,poll,health] [--rounds 6] [--duration 3] [--warm-up 10] [--paired]
  */
 import { rmSync } from "node:fs";
 import { join } from "node:path";
@@ -29,9 +34,10 @@ const { values } = parseArgs({
     rounds: { type: "string", default: "6" },
     duration: { type: "string", default: "3" },
     "warm-up": { type: "string", default: "10" },
+    paired: { type: "boolean", default: false },
   },
 });
-if (!values.a || !values.b) throw new Error("usage: bun scripts/bench/ab.ts --a <binary> --b <binary> [--routes read,info,poll,health] [--rounds 6] [--duration 3] [--warm-up 10]");
+if (!values.a || !values.b) throw new Error("usage: bun scripts/bench/ab.ts --a <binary> --b <binary> [--routes read,info,poll,health] [--rounds 6] [--duration 3] [--warm-up 10] [--paired]");
 const ROUTES = ["read", "list", "info", "poll", "health"] as const;
 type Route = (typeof ROUTES)[number];
 const routes = values.routes.split(",") as Route[];
@@ -96,17 +102,24 @@ try {
   for (let round = 0; round < Number(values.rounds); round++) {
     reference.push(await wrk(bare, `${bare.url}/`, `bare #${round + 1}`, load));
     for (const r of routes) {
-      for (const i of round % 2 === 0 ? [0, 1] : [1, 0]) {
-        samples.get(r)![i]!.push(await wrk(builds[i]!, routesOf[i]![r].url, `${r} ${"ab"[i]} #${round + 1}`, { ...load, headers: routesOf[i]![r].headers }));
-      }
+      const measure = (i: number) => wrk(builds[i]!, routesOf[i]![r].url, `${r} ${"ab"[i]} #${round + 1}`, { ...load, headers: routesOf[i]![r].headers });
+      if (values.paired) {
+        const [a, b] = await Promise.all([measure(0), measure(1)]);
+        samples.get(r)![0]!.push(a);
+        samples.get(r)![1]!.push(b);
+      } else for (const i of round % 2 === 0 ? [0, 1] : [1, 0]) samples.get(r)![i]!.push(await measure(i));
     }
   }
-  console.log(`\nA ${values.a}\nB ${values.b}\nwrk -t1 -c32 -d${load.duration}s over TLS, ${values.rounds} alternating rounds, ${navigator.hardwareConcurrency} cores, Bun ${Bun.version}; server CPU per request (median [rounds]) and requests/s as a share of bare Bun's`);
+  console.log(`\nA ${values.a}\nB ${values.b}\nwrk -t1 -c32 -d${load.duration}s over TLS, ${values.rounds} ${values.paired ? "paired rounds (both builds loaded at once)" : "alternating rounds"}, ${navigator.hardwareConcurrency} cores, Bun ${Bun.version}; server CPU per request (median [rounds]) and requests/s as a share of bare Bun's${values.paired ? " (paired: each build had the host shared with the other, so its share says little; read the CPU)" : ""}`);
   console.log(`bare Bun.serve: ${median(reference.map((s) => s.cpuUsPerRequest)).toFixed(1)} µs, ${Math.round(median(reference.map((s) => s.rps)))} req/s`);
   for (const r of routes) {
     const [a, b] = samples.get(r)!;
     const ratio = median(b!.map((s) => s.cpuUsPerRequest)) / median(a!.map((s) => s.cpuUsPerRequest));
     console.log(`${r.padEnd(6)} A ${line(a!, reference)} | B ${line(b!, reference)} | B/A CPU ${ratio.toFixed(3)}`);
+    if (values.paired) {
+      const perRound = a!.map((s, i) => b![i]!.cpuUsPerRequest / s.cpuUsPerRequest);
+      console.log(`       per round B/A CPU: median ${median(perRound).toFixed(3)}, B lower in ${perRound.filter((x) => x < 1).length} of ${perRound.length}`);
+    }
   }
 } finally {
   await stopAll(...running);

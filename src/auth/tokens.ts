@@ -19,7 +19,7 @@ const CHECKSUM_LENGTH = 6;
 
 /** For secret scanners: every Citadel token matches this. */
 export const TOKEN_REGEX = /\bcitadel_[a-z][a-z0-9]{1,15}_[0-9A-Za-z]{8}_[0-9A-Za-z]{38}\b/;
-const TOKEN_SHAPE = /^citadel_([a-z][a-z0-9]{1,15})_([0-9A-Za-z]{8})_([0-9A-Za-z]{32})([0-9A-Za-z]{6})$/;
+const TOKEN_SHAPE = /^citadel_[a-z][a-z0-9]{1,15}_[0-9A-Za-z]{8}_[0-9A-Za-z]{38}$/;
 
 /** Kinds that are not service names. */
 export const TOKEN_KINDS = { pat: "pat", session: "ses", workload: "wlt", console: "con" } as const;
@@ -68,11 +68,29 @@ export function generateToken(kind: string): NewToken {
 
 /** The token's kind and prefix, or null when it is not a well-formed token with a valid checksum. */
 export function parseToken(token: string): ParsedToken | null {
-  const m = TOKEN_SHAPE.exec(token);
-  if (!m) return null;
-  if (checksum(token.slice(0, token.length - CHECKSUM_LENGTH)) !== m[4]) return null;
-  return { kind: m[1]!, prefix: m[2]! };
+  const shape = tokenShape(token);
+  return shape && hasValidChecksum(token) ? shape : null;
 }
+
+/**
+ * The token's kind and prefix when it has a token's shape, its checksum unchecked: for the
+ * hot path that looks the prefix up and compares the token with the stored hash anyway. A
+ * token that matches the stored hash of an issued one has that token's valid checksum, so the
+ * checksum only needs asking once the comparison fails (to tell "malformed" from "unknown");
+ * formatting it cost a third of a microsecond per request.
+ */
+export function tokenShape(token: string): ParsedToken | null {
+  if (!TOKEN_SHAPE.test(token)) return null;
+  const kindEnd = token.indexOf("_", KIND_START);
+  return { kind: token.slice(KIND_START, kindEnd), prefix: token.slice(kindEnd + 1, kindEnd + 1 + PREFIX_LENGTH) };
+}
+
+/** True when the token's last six characters are the checksum of the rest (its shape unchecked). */
+export function hasValidChecksum(token: string): boolean {
+  return checksum(token.slice(0, token.length - CHECKSUM_LENGTH)) === token.slice(token.length - CHECKSUM_LENGTH);
+}
+
+const KIND_START = "citadel_".length;
 
 export function hashToken(token: string): Buffer {
   return Buffer.from(sha256(token));

@@ -55,8 +55,9 @@ interface ErrorContext {
 }
 
 export function createHttpApp({ mounts, rootRoutes = [], tls, readiness, guard, log, info }: HttpAppOptions): AnyElysia {
-  let declarations: Map<string, AccessSpec> | undefined;
-  const accessOf = (method: string, route: string) => (declarations ??= accessDeclarations(app)).get(`${method === "HEAD" ? "GET" : method} ${route}`);
+  let declarations: Map<string, Map<string, AccessSpec>> | undefined;
+  // By route, then method: no key string is built per request.
+  const accessOf = (method: string, route: string) => (declarations ??= accessByRoute(app)).get(route)?.get(method === "HEAD" ? "GET" : method);
   let bodySchemas: Map<string, TSchema> | undefined;
   const bodySchemaOf = (method: string, route: string) => (bodySchemas ??= bodyDeclarations(app)).get(`${method} ${route}`);
   let querySchemas: Map<string, TSchema> | undefined;
@@ -135,6 +136,18 @@ export function accessDeclarations(app: AnyElysia): Map<string, AccessSpec> {
     if (spec) map.set(`${route.method.toUpperCase()} ${route.path}`, spec);
   }
   return map;
+}
+
+/** Every route's declared access, by path pattern, then method. */
+function accessByRoute(app: AnyElysia): Map<string, Map<string, AccessSpec>> {
+  const byRoute = new Map<string, Map<string, AccessSpec>>();
+  for (const [declaration, spec] of accessDeclarations(app)) {
+    const [method, route] = [declaration.slice(0, declaration.indexOf(" ")), declaration.slice(declaration.indexOf(" ") + 1)];
+    let methods = byRoute.get(route);
+    if (!methods) byRoute.set(route, (methods = new Map()));
+    methods.set(method, spec);
+  }
+  return byRoute;
 }
 
 /**

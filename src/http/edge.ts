@@ -62,9 +62,11 @@ export type FetchHandler = (request: Request, server: Server<undefined>) => Resp
 
 export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddress, onRateLimited, shield, requests, sealed = () => false, unsealAdvice = UNSEAL_ADVICE, snapshot = (fn) => fn(), idleTimeoutSeconds = 30 }: EdgeOptions): FetchHandler {
   const handle = app.compile().fetch as (request: Request) => Response | Promise<Response>;
-  const unsnapshotted = withoutReadSnapshot(app); // a wrong declaration stops start-up
-  // By method and path: another method's route at the same path keeps its snapshot (HEAD is GET).
-  const inSnapshot = (request: Request) => !unsnapshotted.has(`${request.method === "HEAD" ? "GET" : request.method} ${pathOf(request.url)}`);
+  // Only GET routes at a fixed path may go without (a wrong declaration stops start-up): by
+  // path, then method, so that no key string is built per request. Another method's route at
+  // the same path keeps its snapshot (HEAD is GET).
+  const unsnapshotted = new Set([...withoutReadSnapshot(app)].map((route) => route.slice("GET ".length)));
+  const inSnapshot = (method: string, url: string) => !(unsnapshotted.has(pathOf(url)) && (method === "GET" || method === "HEAD"));
   const pages = withErrorPages(app);
   /** A refusal a page route answered as a page (HTML), for the person reading it. */
   const isErrorPage = (request: Request, meta: RequestMeta, response: Response) =>
@@ -97,13 +99,15 @@ export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddres
       log.error("a route answered an error outside the problem envelope", { request_id: meta.id, route: meta.route, status: response.status });
       response = edgeProblem(problemForStatus(response.status), meta.id);
     }
+    // Read once: each read of a Request's method is a call into Bun.
+    const method = request.method;
     // Bun adds Date to every answer but HEAD's (RFC 9110 6.6.1: MUST on 2xx to 4xx).
-    if (request.method === "HEAD") response.headers.set("date", new Date().toUTCString());
+    if (method === "HEAD") response.headers.set("date", new Date().toUTCString());
     // The long work is done: the connection is timed again, as a quiet client's must be.
     if (meta.worksLong) meta.server!.timeout(meta.received!, idleTimeoutSeconds);
     const elapsedMs = performance.now() - started;
-    requests?.record(request.method, meta.route, response.status, elapsedMs / 1000);
-    if (log.enabled("info")) log.preformatted("info", "request", accessLogMembers(request, meta, response.status, elapsedMs));
+    requests?.record(method, meta.route, response.status, elapsedMs / 1000);
+    if (log.enabled("info")) log.preformatted("info", "request", accessLogMembers(method, request, meta, response.status, elapsedMs));
     return response;
   };
   const failed = (request: Request, meta: RequestMeta, started: number, error: unknown): Response => {
@@ -153,7 +157,11 @@ export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddres
       meta.id = requestIdFor(received.headers.get("x-request-id"));
       meta.client = clientAddress(received, server, trustedProxies);
       if (meta.client.startsWith("127.") || meta.client === "::1") noteUntrustedProxy(received);
-      request = canonicalRequest(received);
+      // Read once: each read of a Request's URL or method is a call into Bun.
+      const receivedUrl = received.url;
+      request = canonicalRequest(received, receivedUrl);
+      const url = request === received ? receivedUrl : request.url;
+      const method = request.method;
       if (perAddress) {
         const decision = perAddress.take(clientKey(meta.client)) // an IPv6 client counts as its /64;
         if (!decision.allowed) {
@@ -171,13 +179,13 @@ export function createEdge({ app, log, bodyLimit, trustedProxies, tls, perAddres
         const refused = isOAuthPath(pathOf(request.url)) ? inOAuthForm(tooLarge) : tooLarge;
         return finish(request, meta, started, edgeProblem({ ...refused, headers: { ...refused.headers, connection: "close" } }, meta.id));
       }
-      if (mayHaveBody(request.method)) return handleWithBody(request, meta, started);
+      if (mayHaveBody(method)) return handleWithBody(request, meta, started);
       // HEAD is GET without the body (RFC 9110 9.3.2); routes only declare GET. The GET's answer
       // goes back whole: Bun sends its header fields with the length of its body, and cancels
       // the body (a stream reads no further).
-      const forApp = request.method === "HEAD" ? headAsGet(request, meta) : request;
+      const forApp = method === "HEAD" ? headAsGet(request, meta) : request;
       attachRequestMeta(forApp, meta);
-      const result = inSnapshot(request) ? snapshot(() => handle(forApp)) : handle(forApp);
+      const result = inSnapshot(method, url) ? snapshot(() => handle(forApp)) : handle(forApp);
       if (result instanceof Promise) return result.then((response) => finish(request, meta, started, response), (error) => failed(request, meta, started, error));
       return finish(request, meta, started, result);
     } catch (error) {
@@ -201,8 +209,7 @@ function headAsGet(request: Request, meta: RequestMeta): Request {
  * alone, as Bun gives it for HTTP/1.0 without Host (HAProxy's `option httpchk`) or an
  * invalid Host.
  */
-function canonicalRequest(request: Request): Request {
-  const url = request.url;
+function canonicalRequest(request: Request, url: string): Request {
   if (url.startsWith("/")) return new Request(`http://localhost${url}`, request);
   const pathStart = url.indexOf("/", url.indexOf("//") + 2);
   if (pathStart >= 11) return request;
@@ -214,10 +221,10 @@ function canonicalRequest(request: Request): Request {
  * arbitrary characters and is escaped; method, route pattern, request id and address are
  * tokens by construction.
  */
-function accessLogMembers(request: Request, meta: RequestMeta, status: number, elapsedMs: number): string {
+function accessLogMembers(method: string, request: Request, meta: RequestMeta, status: number, elapsedMs: number): string {
   const duration = Math.round(elapsedMs * 1000) / 1000;
   const route = meta.route === null ? `null,"path":${JSON.stringify(pathOf(request.url).slice(0, 256))}` : `"${meta.route}"`;
-  return `"method":"${request.method}","route":${route},"status":${status},"duration_ms":${duration},"request_id":"${meta.id}","client":"${meta.client}"`;
+  return `"method":"${method}","route":${route},"status":${status},"duration_ms":${duration},"request_id":"${meta.id}","client":"${meta.client}"`;
 }
 
 /** The methods counted by name; anything else (WebDAV verbs, garbage) is counted as "other". */

@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { DATA_DIRECTORY_LOCK, FileLockTimeout, lockDataDirectory, withFileLock } from "../../src/file-lock.ts";
+import { DATA_DIRECTORY_LOCK, FileLockTimeout, holdFileLock, lockDataDirectory, withFileLock } from "../../src/file-lock.ts";
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -19,7 +19,7 @@ const MODULE = new URL("../../src/file-lock.ts", import.meta.url).pathname;
 
 /** Another process that takes the lock, says so, and holds it until killed. */
 async function holder(path: string) {
-  const proc = Bun.spawn(["bun", "-e", `const { withFileLock } = await import(${JSON.stringify(MODULE)}); withFileLock(${JSON.stringify(path)}, () => { console.log("held"); Bun.sleepSync(60_000); });`], { stdout: "pipe" });
+  const proc = Bun.spawn([process.execPath, "-e", `const { withFileLock } = await import(${JSON.stringify(MODULE)}); withFileLock(${JSON.stringify(path)}, () => { console.log("held"); Bun.sleepSync(60_000); });`], { stdout: "pipe" });
   const reader = proc.stdout.getReader();
   const { value } = await reader.read();
   expect(new TextDecoder().decode(value)).toContain("held");
@@ -65,7 +65,7 @@ describe("withFileLock", () => {
     writeFileSync(path, "0");
     const script = `const { withFileLock } = await import(${JSON.stringify(MODULE)}); const fs = await import("node:fs");
       for (let i = 0; i < 50; i++) withFileLock(${JSON.stringify(path)}, () => fs.writeFileSync(${JSON.stringify(path)}, String(Number(fs.readFileSync(${JSON.stringify(path)}, "utf8")) + 1)));`;
-    const runs = [0, 1, 2].map(() => Bun.spawn(["bun", "-e", script], { stderr: "pipe" }));
+    const runs = [0, 1, 2].map(() => Bun.spawn([process.execPath, "-e", script], { stderr: "pipe" }));
     for (const run of runs) expect(await run.exited).toBe(0);
     expect(readFileSync(path, "utf8")).toBe("150");
   });
@@ -98,7 +98,7 @@ describe("lockDataDirectory", () => {
   test("a holder that was killed let go with its process; what it wrote is replaced", async () => {
     const dir = dataDir();
     const script = `const { lockDataDirectory } = await import(${JSON.stringify(MODULE)}); lockDataDirectory(${JSON.stringify(dir)}, "serve"); console.log("held"); Bun.sleepSync(60_000);`;
-    const other = Bun.spawn(["bun", "-e", script], { stdout: "pipe" });
+    const other = Bun.spawn([process.execPath, "-e", script], { stdout: "pipe" });
     try {
       const { value } = await other.stdout.getReader().read();
       expect(new TextDecoder().decode(value)).toContain("held");
@@ -153,5 +153,76 @@ describe("a lock taken for an instant (found in review: a client's probe of the 
       long.kill();
       await long.exited;
     }
+  });
+});
+
+describe("holdFileLock (a lock standing for something else: the host's exit routing)", () => {
+  test("one holder of an open file at a time, even in one process; the refused read the holder's line; released, the file goes and the next one takes it", () => {
+    const path = place();
+    const first = holdFileLock(path, "first\n");
+    if (first === null || "heldBy" in first) throw new Error("not held");
+    expect(holdFileLock(path, "second\n")).toEqual({ heldBy: "first\n" });
+    first.release();
+    first.release(); // twice is harmless
+    expect(existsSync(path)).toBe(false);
+    const second = holdFileLock(path, "second\n");
+    if (second === null || "heldBy" in second) throw new Error("not held");
+    expect(readFileSync(path, "utf8")).toBe("second\n");
+    second.release();
+  });
+
+  test("its file removed or replaced while held: the holder is told so, and its release removes only its own file, never the next holder's (found in review)", () => {
+    const path = place();
+    const first = holdFileLock(path, "first\n");
+    if (first === null || "heldBy" in first) throw new Error("not held");
+    expect(first.intact()).toBe(true);
+    rmSync(path);
+    expect(first.intact()).toBe(false);
+    // A new file at the path, which another takes.
+    const second = holdFileLock(path, "second\n");
+    if (second === null || "heldBy" in second) throw new Error("not held");
+    first.release();
+    expect(readFileSync(path, "utf8")).toBe("second\n");
+    expect(holdFileLock(path, "third\n")).toEqual({ heldBy: "second\n" });
+    // Replaced (a file moved over it): not its own either.
+    writeFileSync(`${path}.new`, "");
+    renameSync(`${path}.new`, path);
+    expect(second.intact()).toBe(false);
+    second.release();
+    expect(existsSync(path)).toBe(true);
+  });
+
+  test("processes taking and letting go at once never hold it two at a time: each holder's release removes the file while a taker may have it open, and that taker opens again (found in review: no test failed without that check)", async () => {
+    const dir = dirname(place());
+    const path = join(dir, "claim.lock");
+    const inside = join(dir, "inside");
+    // Each holder makes one marker directory while it holds the lock: EEXIST is two holders at once.
+    const script = `const { holdFileLock } = await import(${JSON.stringify(MODULE)}); const fs = await import("node:fs");
+      let held = 0, doubles = 0;
+      while (Date.now() < Number(process.argv[1])) {
+        const lock = holdFileLock(${JSON.stringify(path)}, process.pid + "\\n");
+        if (lock === null) throw new Error("no flock here");
+        if ("heldBy" in lock) continue;
+        held++;
+        try { fs.mkdirSync(${JSON.stringify(inside)}); } catch { doubles++; lock.release(); continue; }
+        for (let i = 0; i < 200; i++) Math.sqrt(i);
+        fs.rmdirSync(${JSON.stringify(inside)});
+        lock.release();
+      }
+      console.log(JSON.stringify({ held, doubles }));`;
+    const end = Date.now() + 2500;
+    const workers = [0, 1, 2, 3].map(() => Bun.spawn([process.execPath, "-e", script, String(end)], { stdout: "pipe" }));
+    const results = await Promise.all(workers.map(async (worker) => JSON.parse(await new Response(worker.stdout).text()) as { held: number; doubles: number }));
+    for (const worker of workers) expect(await worker.exited).toBe(0);
+    expect(results.reduce((sum, result) => sum + result.held, 0)).toBeGreaterThan(0);
+    expect(results.map((result) => result.doubles)).toEqual([0, 0, 0, 0]);
+  });
+
+  test("a link at its path is not followed", () => {
+    const path = place();
+    writeFileSync(`${path}.target`, "x");
+    symlinkSync(`${path}.target`, path);
+    expect(() => holdFileLock(path, "me\n")).toThrow();
+    expect(readFileSync(`${path}.target`, "utf8")).toBe("x");
   });
 });

@@ -309,3 +309,32 @@ describe("signChange declines what it cannot be sure of (the caller signs whole)
     expect(edited.records().length).toBeGreaterThan(served.records().length);
   });
 });
+
+describe("record octets that hold a space (found in review: records were compared as latin1 strings joined by spaces)", () => {
+  const soa = (serial: number) => rr("@", RRType.SOA, ["ns1.example.net.", "hostmaster.diff.test.", String(serial), "3600", "900", "1209600", "300"], 3600);
+  const apex = (serial: number) => [soa(serial), rr("@", RRType.NS, ["ns1.example.net."], 3600)];
+  const txt = (owner: Name, octets: number[]): RR => ({ name: owner, ttl: 300, type: RRType.TXT, rdata: Uint8Array.from(octets) });
+  const a = [1, 0x61]; // "a"
+  const b = [0x1f, ...Array(31).fill(0x62)]; // "bbb…" (31 octets): its length octet is a space
+
+  test('an RRset of two records changed to one that holds both and a space between them ("a" "b…" → "a" "\\031b…") is signed again', () => {
+    const owner = name("t");
+    const before = signZone(Zone.build(ORIGIN, [...apex(1), txt(owner, a), txt(owner, b)]), [key], Date.now() - 3_600_000);
+    const after = signZone(Zone.build(ORIGIN, [...apex(2), txt(owner, [...a, 0x20, ...b])]), [key], Date.now(), signaturesOf(before));
+    expect(signaturesOf(after)!.rrsigs(owner, RRType.TXT)[0]).not.toBe(signaturesOf(before)!.rrsigs(owner, RRType.TXT)[0]);
+    everySignatureVerifies(after);
+  });
+
+  test("a record at the apex and another below it whose octets continue the apex's are two records, not one merged", () => {
+    // The owner below is the apex's labels, a label "16 #" + the apex TXT's first string, and the
+    // apex's labels again; the apex TXT goes on with the apex's labels, " 16 #" and the other
+    // record: joined with spaces, apex key + " 16 " + its TXT read as that owner's key + " 16 " + its own.
+    const apexLabels = [4, ...Buffer.from("diff"), 4, ...Buffer.from("test")];
+    const own = [27, ...Array(27).fill(0x63)];
+    const first = [27, ...Array(27).fill(0x64)];
+    const owner: Name = [...ORIGIN, Uint8Array.from([...Buffer.from("16 #"), ...first]), ...ORIGIN];
+    const zone = Zone.build(ORIGIN, [...apex(1), txt(ORIGIN, [...first, ...apexLabels, 0x20, ...Buffer.from("16 #"), ...own]), txt(owner, own)]);
+    expect(zone.warnings).toEqual([]);
+    expect(zone.lookup(owner, RRType.TXT).answer.map(rrToText)).toEqual([`${nameToText(owner)} 300 TXT "${"c".repeat(27)}"`]);
+  });
+});

@@ -610,6 +610,37 @@ describe("the cached credential rows", () => {
     expect([refused.status, refused.body.detail]).toEqual([401, "The token is not valid."]);
     expect((await c.send("GET", "/v1/system/info", token)).status).toBe(200);
   });
+
+  test("a cached credential's token with a wrong checksum is refused as no Citadel token (malformed), and audited so", async () => {
+    const { c, operator } = await app();
+    const token = (await c.send("POST", "/v1/iam/me/tokens", operator, { json: { name: "cached", scopes: ["read"] } })).body.token as string;
+    expect((await c.send("GET", "/v1/system/info", token)).status).toBe(200);
+    // The checksum is asked only once the hash comparison failed: the refusal must still say why.
+    const wrongChecksum = token.slice(0, -6) + (token.endsWith("000000") ? "000001" : "000000");
+    const refused = await c.send("GET", "/v1/system/info", wrongChecksum);
+    expect([refused.status, refused.body.detail]).toEqual([401, "That is not a Citadel token."]);
+    await Bun.sleep(50); // security events are recorded in a transaction of their own
+    const reasons = c.kernel.store.db.query("SELECT reason FROM audit_events WHERE action = 'auth.token.reject'").all() as Array<{ reason: string }>;
+    expect(reasons.map((r) => r.reason)).toEqual(["malformed"]);
+    expect((await c.send("GET", "/v1/system/info", token)).status).toBe(200);
+  });
+
+  test("one principal per credential while nothing changed, a new one once its row did", async () => {
+    const { c, operator } = await app();
+    const identity = c.kernel.identity.provider!;
+    const token = (await c.send("POST", "/v1/iam/me/tokens", operator, { json: { name: "cached", scopes: ["read"] } })).body.token as string;
+    const first = identity.authenticate(token, "127.0.0.1", c.clock.now());
+    const again = identity.authenticate(token, "127.0.0.1", c.clock.now());
+    if (!first.ok || !again.ok) throw new Error("the token must authenticate");
+    expect(again.principal).toBe(first.principal);
+    expect(Object.isFrozen(first.principal)).toBe(true);
+    const prefix = first.principal.tokenId;
+    c.kernel.store.db.query("UPDATE credentials SET scopes = ? WHERE id = ?").run(JSON.stringify(["write"]), prefix);
+    const changed = identity.authenticate(token, "127.0.0.1", c.clock.now());
+    if (!changed.ok) throw new Error("the token must authenticate");
+    expect(changed.principal).not.toBe(first.principal);
+    expect(changed.principal.scopes).toEqual(["write"]);
+  });
 });
 
 describe("organizations, roles and service keys", () => {

@@ -194,16 +194,19 @@ describe("subnet routes", () => {
     }
   });
 
-  test("the node listing says which node is an exit node and which uses one, and when that one is not usable", async () => {
+  test("the node listing says which node is an exit node and which uses one, when that one is not usable, and when its host refused it", async () => {
     const items = [
       { ...node, name: "exit", primary_routes: [], pending_routes: [], exit_node: true },
       { ...node, name: "laptop", primary_routes: [], pending_routes: [], exit_via: "exit", exit_via_usable: true },
       { ...node, name: "cut", primary_routes: [], pending_routes: [], exit_via: "exit", exit_via_usable: false },
+      { ...node, name: "second", primary_routes: [], pending_routes: [], exit_via: "exit", exit_via_usable: true, exit_refused: "the agent of wgc-home (node h of network home, pid 7) routes this host's internet through an exit node" },
     ];
     const lines = (await runCommand(meshCommands, "mesh nodes", { args: ["n1"], options: ORG, answer: () => ({ items }) })).stdout.split("\n");
     expect(lines.find((l) => l.startsWith("exit"))).toContain(" -, exit node ");
     expect(lines.find((l) => l.startsWith("laptop"))).toContain(" -, exit via exit ");
     expect(lines.find((l) => l.startsWith("cut"))).toContain(" -, exit via exit (not usable: blocked) ");
+    // Its agent reports why its host does not route through its exit node (another agent there does: one per host).
+    expect(lines.find((l) => l.startsWith("second"))).toContain(" -, exit via exit (refused on its host: exit_refused in --json says why) ");
   });
 
   test("mesh routes without --advertise is a usage error", async () => {

@@ -86,6 +86,42 @@ describe("exit nodes", () => {
     expect(n.events("mesh.node.exit")).toHaveLength(1);
   });
 
+  test("the agent's report that its host routes through another agent's exit node: shown while the choice stands (exit_refused), without control characters; cleared by a report of null; absent, left as it was; too long, 422", async () => {
+    const n = await network();
+    await n.enroll("exit", ["exit"], EXIT);
+    await n.enroll("laptop", ["laptop"]);
+    await n.c.send("PATCH", `${n.net}/nodes/exit`, n.owner, { json: { approved_routes: EXIT } });
+    await n.setAcl([{ src: ["tag:laptop"], dst: ["autogroup:internet"], ports: ["*"] }]);
+    expect((await n.choose("laptop", "exit")).status).toBe(200);
+    const doc = JSON.parse((await n.c.send("GET", "/v1/mesh/node/config", n.tokens.get("laptop"))).text) as ConfigDocument;
+    const publicKey = (await n.view("laptop")).public_key as string;
+    const report = (body: object) => {
+      n.c.clock.advance(10_000);
+      return n.c.send("POST", "/v1/mesh/node/applied", n.tokens.get("laptop"), { json: { version: doc.version, public_key: publicKey, ...body } });
+    };
+    expect((await n.view("laptop")).exit_refused).toBeNull();
+    const before = await n.version();
+    expect((await report({ exit_refused: "the agent of wgc-home (node l of network home, pid 7) routes this host's internet\u001b[31m through an exit node" })).status).toBe(200);
+    expect((await n.view("laptop")).exit_refused).toBe("the agent of wgc-home (node l of network home, pid 7) routes this host's internet [31m through an exit node");
+    expect(await n.version()).toBe(before); // a report, not a config change
+    // Nor the invisible ones that reorder or hide what an operator reads (found in review): bidi
+    // controls and marks, zero-width characters, the byte-order mark, tag characters.
+    expect((await report({ exit_refused: "a\u202eb\u2067c\u061cd\u200fe\u200bf\u200dg\ufeffh\u{E0001}\u{E0041}\u{E007F}i" })).status).toBe(200);
+    expect((await n.view("laptop")).exit_refused).toBe("a b c d e f g h i");
+    expect((await report({ exit_refused: "the agent of wgc-home (node l of network home, pid 7) routes this host's internet" })).status).toBe(200);
+    const list = await n.c.send("GET", `${n.net}/nodes`, n.owner);
+    expect(list.body.items.find((node: { name: string }) => node.name === "laptop").exit_refused).toContain("wgc-home");
+    expect((await report({})).status).toBe(200);
+    expect((await n.view("laptop")).exit_refused).toContain("wgc-home");
+    expect((await report({ exit_refused: "x".repeat(1001) })).status).toBe(422);
+    // No exit node chosen: nothing to refuse, whatever was last reported.
+    expect((await n.choose("laptop", null)).status).toBe(200);
+    expect((await n.view("laptop")).exit_refused).toBeNull();
+    expect((await n.choose("laptop", "exit")).status).toBe(200);
+    expect((await report({ exit_refused: null })).status).toBe(200);
+    expect((await n.view("laptop")).exit_refused).toBeNull();
+  });
+
   test("what may not be chosen: a node the ACL does not let, an unknown or non-exit node, itself; an exit node uses none", async () => {
     const n = await network();
     await n.enroll("exit", ["exit"], EXIT);

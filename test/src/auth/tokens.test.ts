@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
-import { checksum, generateToken, hashToken, parseToken, TOKEN_REGEX, tokenMatches } from "../../../src/auth/tokens.ts";
+import { checksum, generateToken, hashToken, hasValidChecksum, parseToken, TOKEN_REGEX, tokenMatches, tokenShape } from "../../../src/auth/tokens.ts";
 
 describe("tokens", () => {
   test("CRC-32 known answer: CRC-32(\"123456789\") = 0xCBF43926", () => {
@@ -37,6 +37,20 @@ describe("tokens", () => {
       }),
       { numRuns: 2000 },
     );
+  });
+
+  test("the shape alone: kind and prefix without the checksum, which is asked separately", () => {
+    for (const kind of ["pat", "node", "secrets"]) {
+      const { token, prefix } = generateToken(kind);
+      const badChecksum = token.slice(0, -6) + (token.endsWith("000000") ? "000001" : "000000");
+      expect(tokenShape(token)).toEqual({ kind, prefix });
+      expect(tokenShape(badChecksum)).toEqual({ kind, prefix });
+      expect([hasValidChecksum(token), hasValidChecksum(badChecksum)]).toEqual([true, false]);
+      expect(parseToken(badChecksum)).toBeNull();
+    }
+    for (const notAToken of ["citadel_pat_short", "citadel_Pat_abcdefgh_" + "a".repeat(38), "xcitadel_pat_abcdefgh_" + "a".repeat(38), "citadel_pat_abcdefgh_" + "a".repeat(39), "citadel_pat_abcdefgh_" + "a".repeat(37) + "-"]) {
+      expect(tokenShape(notAToken)).toBeNull();
+    }
   });
 
   test("comparison against the stored hash", () => {
