@@ -214,8 +214,9 @@ describe.each([
       const unsigned = data.zone();
       const reference = signZone(unsigned, [key], now, signaturesOf(served), denial);
       const incremental = signChange(served, data.soa(), changes, [key], now, denial);
-      // Zone cuts move only by a delegation or its removal: those are signed whole, every other kind is edited.
-      if (changes.some((c) => c.type === RRType.NS || c.type === RRType.DS)) expect(incremental).toBeNull();
+      // Zone cuts move only by a delegation or its removal, glue sits below one: those are signed whole, every other change is edited.
+      const atCut = (c: RrsetChange) => c.type === RRType.NS || c.type === RRType.DS || served.delegates(c.owner) || unsigned.delegates(c.owner);
+      if (changes.some(atCut)) expect(incremental).toBeNull();
       else expect(incremental === null ? `step ${step} (${kind}): signChange declined` : "").toBe("");
       (incremental === null ? whole : edited).add(kind);
       served = incremental ?? reference;
@@ -336,5 +337,50 @@ describe("record octets that hold a space (found in review: records were compare
     const zone = Zone.build(ORIGIN, [...apex(1), txt(ORIGIN, [...first, ...apexLabels, 0x20, ...Buffer.from("16 #"), ...own]), txt(owner, own)]);
     expect(zone.warnings).toEqual([]);
     expect(zone.lookup(owner, RRType.TXT).answer.map(rrToText)).toEqual([`${nameToText(owner)} 300 TXT "${"c".repeat(27)}"`]);
+  });
+});
+
+describe.each([
+  ["NSEC", { mode: "nsec" } as Denial],
+  ["NSEC3", { mode: "nsec3", params: RFC9276_PARAMS } as Denial],
+])("signChange beside a delegation with glue (%s)", (_label, denial) => {
+  test("names added just before and after the delegation in canonical order, and between it and its glue's parent, then removed: each equal to the zone signed whole", () => {
+    const sets = new Map<string, RR[]>([
+      ["www", [rr("www", RRType.A, ["192.0.2.1"])]],
+      ["sub NS", [rr("sub", RRType.NS, ["ns.sub.diff.test."])]],
+      ["sub DS", [rr("sub", RRType.DS, ["1", "13", "2", "ab".repeat(32)])]],
+      ["ns.sub", [rr("ns.sub", RRType.A, ["203.0.113.1"])]],
+      ["plain", [rr("plain", RRType.NS, ["ns.example.net."])]], // an unsigned delegation (no DS)
+    ]);
+    let serial = 1;
+    const soa = () => rr("@", RRType.SOA, ["ns1.example.net.", "hostmaster.diff.test.", String(serial), "3600", "900", "1209600", "300"], 3600);
+    const build = () => Zone.build(ORIGIN, [soa(), rr("@", RRType.NS, ["ns1.example.net."], 3600), ...[...sets.values()].flat()]);
+    const start = Date.now();
+    let served = signZone(build(), [key], start, undefined, denial);
+    const steps: Array<[string, RR[]]> = [
+      ["su", [rr("su", RRType.TXT, ['"just before sub"'])]],
+      ["suba", [rr("suba", RRType.TXT, ['"just after sub"'])]],
+      ["a.plain0", [rr("a.plain0", RRType.TXT, ['"after the unsigned one"'])]],
+      ["pla", [rr("pla", RRType.A, ["192.0.2.9"])]],
+      ["su", []],
+      ["suba", []],
+      ["pla", []],
+      ["a.plain0", []],
+    ];
+    for (const [owner, records] of steps) {
+      serial++;
+      if (records.length > 0) sets.set(owner, records);
+      else sets.delete(owner);
+      const now = start + serial * 60_000;
+      const type = records[0]?.type ?? [...served.rrsetsAt(name(owner))!.keys()].find((t) => t !== 47)!;
+      const edited = signChange(served, soa(), [{ owner: name(owner), type, records }], [key], now, denial);
+      const whole = signZone(build(), [key], now, signaturesOf(served), denial);
+      expect(edited === null ? `${owner}: declined` : "").toBe("");
+      sameSignedZone(edited!, whole);
+      sameAnswers(edited!, whole);
+      served = edited!;
+    }
+    const verdict = dnssecVerify(axfr(served), ORIGIN_TEXT);
+    if (verdict !== null) expect(verdict.code).toBe(0);
   });
 });
