@@ -410,6 +410,13 @@ interface SignatureState {
   expiresAt: number;
 }
 
+/** The earliest of `times` (0: none), by a loop: a spread of every distinct expiration could pass the engine's limit on arguments. */
+function earliestOf(times: Iterable<number>): number {
+  let earliest = Infinity;
+  for (const t of times) if (t < earliest) earliest = t;
+  return earliest === Infinity ? 0 : earliest;
+}
+
 /** What the answer path needs of a signed zone besides its RRsets. */
 export class ZoneSignatures {
   /** When the first of the signatures stops being valid (ms since the epoch). */
@@ -462,7 +469,7 @@ export class ZoneSignatures {
       existing: CowMap.of(new Map([...existing].map((key) => [key, true as const]))),
       dsSets,
       expirations: CowMap.of(expirations),
-      expiresAt: expirations.size === 0 ? 0 : Math.min(...expirations.keys()),
+      expiresAt: earliestOf(expirations.keys()),
     };
     return new ZoneSignatures(origin, state, chain, dnskeys, unavailable);
   }
@@ -515,7 +522,7 @@ export class ZoneSignatures {
       contents.set(at, content);
     }
     // The earliest batch gone whole: the next is found among the distinct expirations (a few per day of changes), not the signatures.
-    if (earliestGone && !expirations.has(expiresAt)) expiresAt = expirations.size === 0 ? 0 : Math.min(...expirations.keys());
+    if (earliestGone && !expirations.has(expiresAt)) expiresAt = earliestOf(expirations.keys());
     for (const key of vanished) existing.delete(key);
     for (const key of appeared) existing.set(key, true);
     for (const [key, name] of owners) {
