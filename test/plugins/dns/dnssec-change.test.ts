@@ -36,8 +36,8 @@ async function buildsDuring(fn: () => Promise<unknown>): Promise<number> {
   return builds;
 }
 
-async function signedZone(denial: "nsec" | "nsec3") {
-  const c = await testCitadel();
+async function signedZone(denial: "nsec" | "nsec3", config: Parameters<typeof testCitadel>[0] = {}) {
+  const c = await testCitadel(config);
   const owner = await c.login(c.owner.email, c.owner.password);
   const zones = `/v1/dns/orgs/${c.owner.organization}/zones`;
   const created = await c.send("POST", zones, owner, { json: { name: "example.org", ns: ["ns1.example.net."] } });
@@ -159,6 +159,24 @@ describe.each([
     const blob = sql.zoneKey(db, id)!.rrsigs;
     expect(sql.storedRrsigs(db, id, blob).flatMap(decodeRrsigs).length).toBe(rows.flatMap(decodeRrsigs).length);
     expect((await c.send("PUT", `${zone}/rrsets/www/TXT`, owner, { json: { records: ['"after"'] } })).status).toBe(200);
+    servedIsStoredSigned(c, id, denial);
+  });
+
+  test("a change refused after the signer made it (over the record quota: 409) rolls back whole: the zone served and the stored RRSIGs stay as they were, and the next change is edited from them", async () => {
+    const { c, owner, zone, id } = await signedZone(mode, { config: { dns: { max_records_per_zone: 7 } } });
+    const dns = dnsServiceOf(c.kernel as never);
+    const served = dns.zone(id)!;
+    const serial = sql.liveZoneById(c.kernel.store.db, id)!.serial;
+    const refused = await c.send("PUT", `${zone}/rrsets/more/A`, owner, { json: { records: ["192.0.2.1", "192.0.2.2"] } });
+    expect(refused.status).toBe(409);
+    expect(sql.liveZoneById(c.kernel.store.db, id)!.serial).toBe(serial);
+    expect(dns.signer.servedAt(sql.liveZoneById(c.kernel.store.db, id)!)).toBe(served); // the version served is still the one the next change edits
+    servedIsStoredSigned(c, id, denial);
+    const builds = await buildsDuring(async () => {
+      expect((await c.send("PUT", `${zone}/rrsets/www/A`, owner, { json: { records: ["192.0.2.77"] } })).status).toBe(200);
+      dns.zone(id);
+    });
+    expect(builds).toBe(0);
     servedIsStoredSigned(c, id, denial);
   });
 });
