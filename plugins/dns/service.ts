@@ -4,7 +4,9 @@
  * leave a zone a server must not load (CNAME beside data, an owner outside the zone, data below
  * a delegation, a bad TTL, name or record data) is refused with InvalidError naming the record,
  * and nothing changes. A change that passes writes the records, bumps the SOA serial and records
- * its audit event in the same transaction.
+ * its audit event in the same transaction. One exception: an RRset changed in a signed zone is
+ * made by editing the signed zone served (signedChange, dnssec.ts signChange), which takes only
+ * changes whose place it checks itself and leaves every other to the whole build.
  */
 import type { Database } from "bun:sqlite";
 import type { AuditEventInput, AuditRequestContext } from "../../src/audit/event.ts";
