@@ -1,6 +1,6 @@
 /**
  * CLI: citadel dns zone list|create|show|delete|import|export|ds, citadel dns zone dnssec
- * show|enable|disable|set, citadel dns zone dnssec rollover start|finish|cancel, citadel dns set,
+ * show|enable|disable|set, citadel dns zone dnssec rollover start|finish|cancel|submitted, citadel dns set,
  * citadel dns top,
  * and for operators citadel dns tsig list|create|delete, citadel dns secondary
  * list|add|remove and citadel dns catalog. The organization is --org, else the user's only one (as in citadel share).
@@ -84,6 +84,7 @@ function dnssecText(view: DnssecView): string {
   return [
     `${view.zone} is signed: ${view.algorithm}; signatures expire ${view.signatures_expire_at} (signed again a week before)`,
     `denial of existence: ${denialText(view)}`,
+    ...cdsText(view),
     keys,
     ...rolloverText(view),
     ...view.ds,
@@ -110,10 +111,54 @@ function nsec3Options(ctx: CommandContext, nsec3: boolean): { salt?: string; ite
   return { ...(salt === undefined ? {} : { salt }), ...(iterations === undefined ? {} : { iterations }) };
 }
 
+const POLICY_OPTIONS = {
+  cds: { type: "string", description: "CDS/CDNSKEY for the parent to scan: rollover (the default at enable: the new key's while a rollover waits for the parent), always, or none" },
+  "csk-lifetime": { type: "string", description: "The key's lifetime in days: a rollover starts by itself once it is this old (0, the default: rolled by hand; else at least 7)" },
+} as const;
+
+/** --cds and --csk-lifetime as the API's fields (the server checks the values, saying why). */
+function policyOptions(ctx: CommandContext): { cds?: string; csk_lifetime_days?: number } {
+  const cds = choiceOption(ctx, "cds", ["none", "rollover", "always"]);
+  const lifetime = integerOption(ctx, "csk-lifetime", 0, 36_500);
+  return { ...(cds === undefined ? {} : { cds }), ...(lifetime === undefined ? {} : { csk_lifetime_days: lifetime }) };
+}
+
 const NSEC3_OPTIONS = {
   salt: { type: "string", description: "NSEC3 salt in hex (default: none, - ; RFC 9276 advises none: it buys nothing)" },
   iterations: { type: "string", description: "NSEC3 additional iterations: 0, the only count accepted (RFC 9276)" },
 } as const;
+
+/** What the zone publishes for the parent, and its key's schedule. */
+function cdsText(view: DnssecView): string[] {
+  const cds = view.cds;
+  // Absent from an older server's answer: nothing to say.
+  if (cds === null || cds === undefined) return [];
+  const modes: Record<string, string> = {
+    none: "none published (--cds rollover publishes the new key's while a rollover waits for the parent)",
+    rollover: "published while a rollover waits for the parent",
+    always: "always published: the key the parent should point at",
+    delete: `delete (RFC 8078): the parent is asked to remove the DS${cds.since ? ` since ${cds.since}` : ""}; once it has none (${parentDsCheck(view.zone)}) and the DS TTL has passed, citadel dns zone dnssec disable ${view.zone} --yes`,
+  };
+  return [`CDS/CDNSKEY: ${modes[cds.mode]}`, ...cds.cds.map((line) => `  ${line}`), ...cds.cdnskey.map((line) => `  ${line}`), scheduleText(view)];
+}
+
+/** When the key rolls next: by hand, at next_rollover_at, paused by a delete request, or now (a rollover in progress). */
+function scheduleText(view: DnssecView): string {
+  if (view.csk_lifetime_days === 0 || view.csk_lifetime_days === null) return "key lifetime: none (rolled by hand; --csk-lifetime DAYS rolls it on a schedule)";
+  const lifetime = `key lifetime: ${view.csk_lifetime_days} days`;
+  if (view.next_rollover_at) {
+    // A lifetime set on a key already older than it: the schedule starts the rollover at its next check.
+    if (Date.parse(view.next_rollover_at) <= Date.now()) return `${lifetime}; the key is older than that: the rollover starts at the schedule's next check (within 10 min)`;
+    return `${lifetime}; next rollover starts ${view.next_rollover_at}`;
+  }
+  if (view.rollover !== null) return `${lifetime}; a rollover is in progress`;
+  if (view.cds?.mode === "delete") return `${lifetime}; paused while the parent is asked to remove the DS (--cds rollover withdraws the request and resumes it)`;
+  return lifetime;
+}
+
+/** How to ask the parent itself whether it has the zone's DS (a recursive answer may be cached). */
+const parentDsCheck = (zone: string) => `dig +norecurse DS ${zone} @<parent server>`;
+
 
 /** Where a rollover stands and what the operator does next (nothing without one). */
 function rolloverText(view: DnssecView): string[] {
@@ -121,11 +166,14 @@ function rolloverText(view: DnssecView): string[] {
   if (r === null) return [];
   const incoming = view.keys.find((k) => k.state === "incoming")!;
   const retiring = view.keys.find((k) => k.state === "retiring")!;
+  const submitted = r.submitted_at === null || r.submitted_at === undefined ? [] : [`  the parent's new DS confirmed ${r.submitted_at} (by an operator); the schedule finishes from ${r.auto_finish_at}`];
   return [
-    `key rollover in progress since ${r.started_at} (new key published in serial ${r.published_serial}): key tag ${retiring.key_tag} → ${incoming.key_tag}`,
+    `key rollover in progress since ${r.started_at}${r.automatic ? " (started by the schedule)" : ""} (new key published in serial ${r.published_serial}): key tag ${retiring.key_tag} → ${incoming.key_tag}`,
+    ...(r.waiting_for === undefined ? [] : [`  waiting for: ${r.waiting_for}: ${r.waiting}`]),
+    ...submitted,
     `  1. from ${r.replace_ds_from}: give the registrar the new key's DS (citadel dns zone ds ${view.zone}) in place of the old one, or beside it for a while`,
     `  2. once the parent publishes only the new DS, wait for its DS TTL to pass`,
-    `  3. ${r.can_finish ? "now" : `from ${r.finish_possible_at}`}: citadel dns zone dnssec rollover finish ${view.zone} --yes`,
+    `  3. ${r.can_finish ? "now" : `from ${r.finish_possible_at}`}: citadel dns zone dnssec rollover finish ${view.zone} --yes (or, at step 2, citadel dns zone dnssec rollover submitted ${view.zone} --yes: the schedule finishes it)`,
     `  (waits: DNSKEY TTL ${r.dnskey_ttl} s + largest TTL ${r.max_ttl} s + propagation delay ${r.propagation_delay} s)`,
   ];
 }
@@ -249,12 +297,13 @@ export const dnsCommands: Command[] = [
     summary: "Sign a zone (DNSSEC, ECDSAP256SHA256; NSEC, or NSEC3 with --nsec3); then give the DS it prints to the registrar",
     args: "<zone>",
     maxArgs: 1,
-    options: { ...ORG, nsec3: { type: "boolean", description: "Prove absence with NSEC3 (hashed names, RFC 5155) rather than NSEC, which lets anyone list the names" }, ...NSEC3_OPTIONS },
+    options: { ...ORG, nsec3: { type: "boolean", description: "Prove absence with NSEC3 (hashed names, RFC 5155) rather than NSEC, which lets anyone list the names" }, ...NSEC3_OPTIONS, ...POLICY_OPTIONS },
     async run(ctx) {
       needArgs(ctx, 1, "citadel dns zone dnssec enable <zone>");
       const nsec3 = ctx.options.nsec3 === true;
       const parameters = nsec3Options(ctx, nsec3);
-      const body = nsec3 ? { denial: "nsec3", ...(parameters ? { nsec3: parameters } : {}) } : undefined;
+      const policy = policyOptions(ctx);
+      const body = nsec3 || Object.keys(policy).length > 0 ? { ...(nsec3 ? { denial: "nsec3", ...(parameters ? { nsec3: parameters } : {}) } : {}), ...policy } : undefined;
       const api = await ctx.api();
       const view = await api.request<DnssecView>("POST", zonePath(await organizationOf(ctx, api), ctx.args[0]!, "/dnssec"), body);
       const denial = view.denial === "nsec3" ? `, ${denialText(view)}` : "";
@@ -264,29 +313,50 @@ export const dnsCommands: Command[] = [
   },
   {
     words: ["dns", "zone", "dnssec", "set"],
-    summary: "Switch a signed zone's denial of existence: --denial nsec3 (hashed names) or nsec; one new serial signed with the whole new chain",
+    summary: "Change a signed zone's DNSSEC: --denial nsec3 (hashed names) or nsec (one new serial signed with the whole new chain); --cds none|rollover|always; --csk-lifetime DAYS (0: by hand)",
     args: "<zone>",
     maxArgs: 1,
-    options: { ...ORG, denial: { type: "string", description: "nsec or nsec3 (required)" }, ...NSEC3_OPTIONS },
+    options: { ...ORG, denial: { type: "string", description: "nsec or nsec3" }, ...NSEC3_OPTIONS, ...POLICY_OPTIONS },
     async run(ctx) {
-      needArgs(ctx, 1, "citadel dns zone dnssec set <zone> --denial nsec|nsec3");
+      const usage = "usage: citadel dns zone dnssec set <zone> [--denial nsec|nsec3 [--salt HEX]] [--cds none|rollover|always] [--csk-lifetime DAYS]";
+      needArgs(ctx, 1, usage);
       const denial = choiceOption(ctx, "denial", ["nsec", "nsec3"]);
-      if (denial === undefined) throw new UsageError("usage: citadel dns zone dnssec set <zone> --denial nsec|nsec3 [--salt HEX]");
+      const policy = policyOptions(ctx);
+      if (denial === undefined && Object.keys(policy).length === 0) throw new UsageError(usage);
       const parameters = nsec3Options(ctx, denial === "nsec3");
       const api = await ctx.api();
-      const view = await api.request<DnssecView>("PATCH", zonePath(await organizationOf(ctx, api), ctx.args[0]!, "/dnssec"), { denial, ...(parameters ? { nsec3: parameters } : {}) });
-      print(ctx, view, `${view.zone} proves absence with ${denialText(view)}: signed again with the new chain in one new serial; the DS stays as it is`);
+      const body = { ...(denial === undefined ? {} : { denial, ...(parameters ? { nsec3: parameters } : {}) }), ...policy };
+      const view = await api.request<DnssecView>("PATCH", zonePath(await organizationOf(ctx, api), ctx.args[0]!, "/dnssec"), body);
+      const said = denial === undefined ? [] : [`${view.zone} proves absence with ${denialText(view)}: signed again with the new chain in one new serial; the DS stays as it is`];
+      print(ctx, view, [...said, ...(Object.keys(policy).length > 0 ? [`${view.zone}:`, ...cdsText(view)] : [])].join("\n"));
       return 0;
     },
   },
   {
     words: ["dns", "zone", "dnssec", "disable"],
-    summary: "Stop signing a zone (remove its DS at the registrar first: needs --yes)",
+    summary: "Stop signing a zone (remove its DS at the registrar first: needs --yes); --via-cds first asks the parent to remove it (RFC 8078 delete CDS/CDNSKEY)",
     args: "<zone>",
     maxArgs: 1,
-    options: { ...ORG, yes: { type: "boolean", description: "Yes, the parent zone no longer has its DS (and its TTL has passed)" } },
+    options: {
+      ...ORG,
+      yes: { type: "boolean", description: "Yes, the parent zone no longer has its DS (and its TTL has passed); with --via-cds: yes, ask the parent to remove it" },
+      "via-cds": { type: "boolean", description: "Step 1 of 2: keep signing and publish the delete CDS/CDNSKEY, so that a parent that scans for them removes the DS; disable (--yes) once it has" },
+    },
     async run(ctx) {
       needArgs(ctx, 1, "citadel dns zone dnssec disable <zone>");
+      if (ctx.options["via-cds"] === true) {
+        if (ctx.options.yes !== true) {
+          throw new UsageError(`the parent removing ${ctx.args[0]}'s DS makes the zone insecure: validators no longer check its answers. Add --yes to ask it to (the zone stays signed until you disable it)`);
+        }
+        const api = await ctx.api();
+        const view = await api.request<DnssecView>("POST", zonePath(await organizationOf(ctx, api), ctx.args[0]!, "/dnssec/ds-removal"), undefined, { confirmed: true });
+        print(
+          ctx,
+          view,
+          `${view.zone} asks its parent to remove the DS (CDS 0 0 0 00, CDNSKEY 0 3 0 AA==) and stays signed. Once the parent has no DS for it (${parentDsCheck(view.zone)}) and the DS TTL has passed: citadel dns zone dnssec disable ${view.zone} --yes. A parent that does not scan for CDS needs the DS removed at the registrar.`,
+        );
+        return 0;
+      }
       if (ctx.options.yes !== true) {
         throw new UsageError(`while the parent zone still has ${ctx.args[0]}'s DS record, validating resolvers fail every name of it once it is served unsigned: remove the DS at the registrar, wait for its TTL to pass, then add --yes`);
       }
@@ -331,21 +401,49 @@ export const dnsCommands: Command[] = [
     },
   },
   {
-    words: ["dns", "zone", "dnssec", "rollover", "cancel"],
-    summary: "Cancel a key rollover: the new key and its signatures go (needs --yes)",
+    words: ["dns", "zone", "dnssec", "rollover", "submitted"],
+    summary: "Confirm that the parent publishes the new key's DS alone (needs --yes): the schedule finishes the rollover after [dns] dnssec_parent_delay",
     args: "<zone>",
     maxArgs: 1,
-    options: { ...ORG, yes: { type: "boolean", description: "Yes, the parent zone publishes no DS of the new key, and if it did, the parent's DS TTL has passed since it went" } },
+    options: { ...ORG, yes: { type: "boolean", description: "Yes, the parent zone publishes only the new key's DS" } },
+    async run(ctx) {
+      needArgs(ctx, 1, "citadel dns zone dnssec rollover submitted <zone>");
+      if (ctx.options.yes !== true) {
+        throw new UsageError(
+          `on this word the schedule removes ${ctx.args[0]}'s old key once the parent delay has passed: validators holding its DS would fail every name. Check that the parent publishes only the new DS (${parentDsCheck(ctx.args[0]!)}), then add --yes`,
+        );
+      }
+      const api = await ctx.api();
+      const view = await api.request<DnssecView>("POST", zonePath(await organizationOf(ctx, api), ctx.args[0]!, "/dnssec/rollover/submitted"), undefined, { confirmed: true });
+      print(
+        ctx,
+        view,
+        `${view.zone}: the parent's new DS confirmed; the schedule finishes the rollover from ${view.rollover?.auto_finish_at}, once resolvers can no longer hold the old DS ([dns] dnssec_parent_delay covers the parent's DS TTL: keep it at least that TTL)`,
+      );
+      return 0;
+    },
+  },
+  {
+    words: ["dns", "zone", "dnssec", "rollover", "cancel"],
+    summary: "Cancel a key rollover: the new key and its signatures go (needs --yes; refused once the parent's new DS is confirmed, and without --force once its CDS is published)",
+    args: "<zone>",
+    maxArgs: 1,
+    options: {
+      ...ORG,
+      yes: { type: "boolean", description: "Yes, the parent zone publishes no DS of the new key, and if it did, the parent's DS TTL has passed since it went" },
+      force: { type: "boolean", description: "Cancel although the new key's CDS/CDNSKEY were published: the parent was checked to hold the old DS alone (dig +norecurse DS <zone> @<parent server>)" },
+    },
     async run(ctx) {
       needArgs(ctx, 1, "citadel dns zone dnssec rollover cancel <zone>");
       if (ctx.options.yes !== true) {
         // Resolvers may hold the new DS for the parent's DS TTL after it goes: a cancel before then fails them.
         throw new UsageError(
-          `cancelling removes ${ctx.args[0]}'s new key: validators holding its DS fail every name of the zone, and resolvers may hold it for the parent's DS TTL after the registrar drops it. If the registrar has the new DS: put the old DS back, wait for the parent's DS TTL, then cancel; leaving the rollover running is always safe (both keys sign). Then add --yes`,
+          `cancelling removes ${ctx.args[0]}'s new key: validators holding its DS fail every name of the zone, and resolvers may hold it for the parent's DS TTL after the registrar drops it. Once the new key's CDS/CDNSKEY are published, a parent that scans for them may already hold its DS: check (${parentDsCheck(ctx.args[0]!)}). If the parent has the new DS: put the old DS back, wait for the parent's DS TTL, then cancel; leaving the rollover running is always safe (both keys sign). Then add --yes (and --force once the CDS is published)`,
         );
       }
       const api = await ctx.api();
-      const view = await api.request<DnssecView>("DELETE", zonePath(await organizationOf(ctx, api), ctx.args[0]!, "/dnssec/rollover"), undefined, { confirmed: true });
+      const path = zonePath(await organizationOf(ctx, api), ctx.args[0]!, `/dnssec/rollover${ctx.options.force === true ? "?force=true" : ""}`);
+      const view = await api.request<DnssecView>("DELETE", path, undefined, { confirmed: true });
       print(ctx, view, `${view.zone}: key rollover cancelled: key tag ${view.key_tag} signs alone`);
       return 0;
     },

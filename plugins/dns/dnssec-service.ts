@@ -38,12 +38,14 @@ import {
   ALGORITHM,
   ALGORITHM_NAME,
   decodeRrsigs,
+  DELETE_SIGNAL,
   dnskeyText,
   dsOf,
   dsText,
   generateSigningKey,
   keyTag,
   NSEC_DENIAL,
+  parentSignalFor,
   REFRESH_BEFORE_MS,
   changedRows,
   signaturesOf,
@@ -55,6 +57,7 @@ import {
   withStoredSignatures,
   type Denial,
   type RrsetChange,
+  type ParentSignal,
   type SigningKey,
   type ZoneSignatures,
 } from "./dnssec.ts";
@@ -105,10 +108,11 @@ export class ZoneSigner {
     const incoming = sql.incomingKey(this.k.store.db, row.id);
     const keys = this.signingKeys(stored, incoming);
     const denial = denialOf(stored);
+    const parent = parentSignalOf(row.name, stored, incoming);
     try {
-      if (keys === null) return this.signedWhileSealed(row, zone, [stored, ...(incoming ? [incoming] : [])], denial);
+      if (keys === null) return this.signedWhileSealed(row, zone, [stored, ...(incoming ? [incoming] : [])], denial, parent);
       this.unsigned.delete(row.id);
-      const served = this.remember(row.id, signZone(zone, keys, row.updated_at, this.current.get(row.id), denial), row);
+      const served = this.remember(row.id, signZone(zone, keys, row.updated_at, this.current.get(row.id), denial, parent), row);
       if (stored.signed_serial !== row.serial) sql.saveZoneRrsigs(this.k.store.db, row.id, row.serial, signaturesOf(served)!.storedRows());
       return served;
     } catch (error) {
@@ -132,11 +136,12 @@ export class ZoneSigner {
    */
   signedInWrite(tx: Database, row: sql.ZoneRow, zone: Zone): Zone {
     const stored = sql.zoneKey(tx, row.id)!;
-    const keys = this.signingKeys(stored, sql.incomingKey(tx, row.id));
+    const incoming = sql.incomingKey(tx, row.id);
+    const keys = this.signingKeys(stored, incoming);
     if (keys === null) throw new SealedError(`Citadel is sealed: ${row.name} is signed, and cannot change until its keys are back (unseal, then try again).`);
     let served: Zone;
     try {
-      served = signZone(zone, keys, row.updated_at, this.current.get(row.id), denialOf(stored));
+      served = signZone(zone, keys, row.updated_at, this.current.get(row.id), denialOf(stored), parentSignalOf(row.name, stored, incoming));
     } catch (error) {
       if (error instanceof Nsec3CollisionError) throw new ConflictError(`${row.name} cannot be signed so: ${error.message}`);
       throw error;
@@ -154,9 +159,10 @@ export class ZoneSigner {
    */
   signChangeInWrite(tx: Database, before: sql.ZoneRow, after: sql.ZoneRow, served: Zone, soa: RR, changes: readonly RrsetChange[]): Zone | null {
     const stored = sql.zoneKey(tx, before.id)!;
-    const keys = this.signingKeys(stored, sql.incomingKey(tx, before.id));
+    const incoming = sql.incomingKey(tx, before.id);
+    const keys = this.signingKeys(stored, incoming);
     if (keys === null) throw new SealedError(`Citadel is sealed: ${before.name} is signed, and cannot change until its keys are back (unseal, then try again).`);
-    const zone = signChange(served, soa, changes, keys, after.updated_at, denialOf(stored));
+    const zone = signChange(served, soa, changes, keys, after.updated_at, denialOf(stored), parentSignalOf(before.name, stored, incoming));
     if (zone === null) return null;
     // The rows of the RRsets it signed and removed; all of them when those stored are not the served zone's (another serial's, or an older Citadel's blob).
     const rows = changedRows(signaturesOf(zone)!)!;
@@ -176,12 +182,12 @@ export class ZoneSigner {
     this.remember(zoneId, served, { serial: version.serial, updated_at: version.updatedAt });
   }
 
-  private signedWhileSealed(row: sql.ZoneRow, zone: Zone, keys: ReadonlyArray<{ dnskey: Uint8Array }>, denial: Denial): Zone {
+  private signedWhileSealed(row: sql.ZoneRow, zone: Zone, keys: ReadonlyArray<{ dnskey: Uint8Array }>, denial: Denial, parent: ParentSignal | null): Zone {
     const stored = sql.zoneKey(this.k.store.db, row.id)!;
     if (stored.signed_serial === row.serial) {
       const dnskeys = keys.map((key) => new Uint8Array(key.dnskey));
       const rrsigs = sql.storedRrsigs(this.k.store.db, row.id, stored.rrsigs).flatMap(decodeRrsigs);
-      const served = withStoredSignatures(zone, dnskeys, rrsigs, denial);
+      const served = withStoredSignatures(zone, dnskeys, rrsigs, denial, parent);
       if (served !== null) {
         this.remember(row.id, served, row);
         this.k.log.info("dns: Citadel is sealed: a signed zone is served with the signatures stored at its serial", { zone: row.name, serial: row.serial, keys: dnskeys.length });
@@ -291,6 +297,35 @@ export interface RolloverView {
   dnskey_ttl: number;
   max_ttl: number;
   propagation_delay: number;
+  /** When the new key became ready for the parent (its CDS/CDNSKEY published from then); null before replace_ds_from's schedule check. */
+  ready_at: string | null;
+  /** When an operator confirmed that the parent publishes the new DS alone (`rollover submitted`: Citadel asks no parent). */
+  submitted_at: string | null;
+  /** From when the schedule finishes it by itself (null: not before the parent is confirmed). */
+  auto_finish_at: string | null;
+  /** Started by the schedule (the key's lifetime ran out), not by an operator. */
+  automatic: boolean;
+  /** What the rollover waits for now (waitingFor). */
+  waiting_for: RolloverWait;
+  waiting: string;
+}
+
+/**
+ * propagation: the new DNSKEY to reach every cache and secondary (the DS may not change yet);
+ * parent: the parent to publish the new DS (`rollover submitted`); parent_delay:
+ * the DS TTL after the parent's change, and the caches of what the old key alone signed; finish:
+ * nothing — the schedule finishes it at its next check (a manual finish is possible too).
+ */
+export type RolloverWait = "propagation" | "parent" | "parent_delay" | "finish";
+
+/** What the zone publishes for the parent (RFC 7344, 8078), and its key's schedule. */
+export interface CdsView {
+  mode: sql.CdsMode;
+  /** When the mode was last set (null: as signed). */
+  since: string | null;
+  /** The CDS and CDNSKEY records served now (presentation form); empty when Citadel publishes none. */
+  cds: string[];
+  cdnskey: string[];
 }
 
 export interface DnssecView {
@@ -309,6 +344,13 @@ export interface DnssecView {
   /** How the zone proves names and types absent: "nsec" (its names can be listed by walking the chain) or "nsec3" (hashed); null unsigned. */
   denial: sql.DenialMode | null;
   nsec3: Nsec3View | null;
+  /** CDS/CDNSKEY publication (null unsigned). */
+  cds: CdsView | null;
+  /** The key's lifetime in days (0: rolled by hand; null unsigned), and when the schedule starts the next rollover (null: none scheduled, or one in progress). */
+  csk_lifetime_days: number | null;
+  /** When the zone's key began to sign alone (its signing, or its rollover's finish): its lifetime counts from then. */
+  activated_at: string | null;
+  next_rollover_at: string | null;
 }
 
 /** A zone's NSEC3 parameters (RFC 9276's: only the salt can differ). */
@@ -328,6 +370,20 @@ export interface DenialInput {
   nsec3?: { salt?: string; iterations?: number; opt_out?: boolean };
 }
 
+/** What enable and PATCH may say of the key's schedule and what is published for the parent (the delete request has its own route). */
+export interface PolicyInput {
+  cds?: "none" | "rollover" | "always";
+  csk_lifetime_days?: number;
+}
+
+/** Who acts: a caller of the API, or the schedule (audited as the system). */
+export type Actor = Caller | "system";
+
+/** A key lifetime below this is refused: a rollover at a parent whose DS TTL is a day takes days. */
+export const MIN_CSK_LIFETIME_DAYS = 7;
+/** New signings publish CDS/CDNSKEY while a rollover waits for the parent, as Knot's default (docs/dns.md). */
+export const DEFAULT_CDS: sql.CdsMode = "rollover";
+
 /** Turning DNSSEC on and off for a zone, its denial of existence, its key rollover, and what to give the parent. */
 export class DnssecService {
   constructor(
@@ -346,8 +402,10 @@ export class DnssecService {
    * (requestedDenial: 422 for parameters RFC 9276 advises against). Refused (409) for a zone
    * holding a record provider's names.
    */
-  async enable(caller: Caller, organizationId: string, zone: string, input: DenialInput = {}): Promise<DnssecView> {
+  async enable(caller: Caller, organizationId: string, zone: string, input: DenialInput & PolicyInput = {}): Promise<DnssecView> {
     const requested = requestedDenial(input);
+    const cds = requestedCds(input.cds) ?? DEFAULT_CDS;
+    const lifetime = requestedLifetime(input.csk_lifetime_days) ?? 0;
     const { pkcs8, dnskey } = generateSigningKey();
     try {
       return await this.dns.zoneWrite((tx) => {
@@ -358,11 +416,12 @@ export class DnssecService {
         this.refuseUnsignableRecords(tx, row);
         const now = this.k.clock.now();
         const envelope = this.k.seal.keyring().encrypt(tx, KEY_OWNER, keyContext(row.id), pkcs8);
-        sql.insertZoneKey(tx, { zone_id: row.id, algorithm: ALGORITHM, dnskey, private_key: envelope, created_at: now, denial: requested.denial, nsec3_salt: requested.nsec3_salt });
+        sql.insertZoneKey(tx, { zone_id: row.id, algorithm: ALGORITHM, dnskey, private_key: envelope, created_at: now, denial: requested.denial, nsec3_salt: requested.nsec3_salt, cds, csk_lifetime: lifetime });
         const serial = nextSerial(row.serial, now);
         sql.updateZoneSoa(tx, row.id, row, serial, now);
         const denial = requested.denial === "nsec3" ? `, ${denialText(requested)}` : "";
-        this.k.audit.record(tx, event(caller, row, "dns.zone.dnssec.enable", `${row.name}: signed with a ${ALGORITHM_NAME} key, tag ${keyTag(dnskey)}${denial}; serial ${serial}`));
+        const policy = `; CDS/CDNSKEY: ${cds}; key lifetime: ${lifetimeText(lifetime)}`;
+        this.k.audit.record(tx, event(caller, row, "dns.zone.dnssec.enable", `${row.name}: signed with a ${ALGORITHM_NAME} key, tag ${keyTag(dnskey)}${denial}${policy}; serial ${serial}`));
         const expiresAt = this.dns.signInWrite(tx, row.id);
         return this.view({ ...row, serial, updated_at: now }, sql.zoneKey(tx, row.id), null, expiresAt);
       });
@@ -379,19 +438,89 @@ export class DnssecService {
    * 503 `sealed` while the keys are out of reach.
    */
   async setDenial(caller: Caller, organizationId: string, zone: string, input: DenialInput): Promise<DnssecView> {
-    const requested = requestedDenial(input);
+    return this.update(caller, organizationId, zone, input);
+  }
+
+  /**
+   * PATCH: the denial of existence (setDenial's switch, 409 when it is so already), what is
+   * published for the parent (`cds`) and the key's lifetime, any of them in one write, each
+   * audited. A change of what is served (a switch, or another CDS/CDNSKEY set) moves the serial,
+   * signed in this write; a lifetime changes only the schedule. 422 when nothing is asked.
+   */
+  async update(caller: Caller, organizationId: string, zone: string, input: DenialInput & PolicyInput): Promise<DnssecView> {
+    const switching = input.denial !== undefined || input.nsec3 !== undefined;
+    const requested = switching ? requestedDenial(input) : null;
+    const cds = requestedCds(input.cds);
+    const lifetime = requestedLifetime(input.csk_lifetime_days);
+    if (requested === null && cds === null && lifetime === null) throw new InvalidError("nothing to change: give denial, cds or csk_lifetime_days", "denial");
     return this.dns.zoneWrite((tx) => {
       const row = this.dns.zoneRow(organizationId, zone, tx);
       const key = sql.zoneKey(tx, row.id);
-      if (!key) throw new ConflictError(`${row.name} is not signed: citadel dns zone dnssec enable${requested.denial === "nsec3" ? " --nsec3" : ""} signs it.`);
-      if (key.denial === requested.denial && Buffer.from(key.nsec3_salt).equals(requested.nsec3_salt)) throw new ConflictError(`${row.name} proves absence with ${denialText(key)} already.`);
-      sql.setZoneDenial(tx, row.id, requested.denial, requested.nsec3_salt);
+      if (!key) throw new ConflictError(`${row.name} is not signed: citadel dns zone dnssec enable${requested?.denial === "nsec3" ? " --nsec3" : ""} signs it.`);
+      const incoming = sql.incomingKey(tx, row.id);
       const now = this.k.clock.now();
+      const before = signalText(parentSignalOf(row.name, key, incoming));
+      const changes: string[] = [];
+      if (requested !== null) {
+        if (key.denial === requested.denial && Buffer.from(key.nsec3_salt).equals(requested.nsec3_salt)) throw new ConflictError(`${row.name} proves absence with ${denialText(key)} already.`);
+        sql.setZoneDenial(tx, row.id, requested.denial, requested.nsec3_salt);
+      }
+      if (cds !== null && cds !== key.cds) {
+        sql.setZoneCds(tx, row.id, cds, now);
+        changes.push(`CDS/CDNSKEY ${key.cds} → ${cds}`);
+      }
+      if (lifetime !== null && lifetime !== key.csk_lifetime) {
+        sql.setZoneKeyLifetime(tx, row.id, lifetime);
+        const due = nextRolloverAt({ ...key, csk_lifetime: lifetime });
+        const soon = due !== null && incoming === null && due <= now ? " (the key is older: the rollover starts at the schedule's next check, within 10 minutes)" : "";
+        changes.push(`key lifetime ${lifetimeText(key.csk_lifetime)} → ${lifetimeText(lifetime)}${soon}`);
+      }
+      const after = sql.zoneKey(tx, row.id)!;
+      const signalChanged = signalText(parentSignalOf(row.name, after, incoming)) !== before;
+      let current = row;
+      let expiresAt = this.dns.signer.expiresAt(row.id);
+      if (requested !== null || signalChanged) {
+        const serial = nextSerial(row.serial, now);
+        sql.updateZoneSoa(tx, row.id, row, serial, now);
+        current = { ...row, serial, updated_at: now };
+        if (requested !== null) {
+          this.k.audit.record(tx, event(caller, row, "dns.zone.dnssec.denial", `${row.name}: denial of existence ${denialText(key)} → ${denialText(requested)}, the zone signed again with the new chain; serial ${serial}`));
+        }
+        expiresAt = this.dns.signInWrite(tx, row.id);
+      }
+      if (changes.length > 0) {
+        const served = signalChanged ? `; published now: ${signalText(parentSignalOf(row.name, after, incoming)) || "no CDS/CDNSKEY"}; serial ${current.serial}` : "";
+        this.k.audit.record(tx, event(caller, row, "dns.zone.dnssec.policy", `${row.name}: ${changes.join(", ")}${served}`));
+      }
+      return this.view(current, after, incoming, expiresAt);
+    });
+  }
+
+  /**
+   * The first step of turning DNSSEC off with the parent's help (RFC 8078 section 4): the zone
+   * stays signed and publishes the delete CDS and CDNSKEY, so that a parent that scans for them
+   * removes the DS; once it has (and its TTL passed), `disable` ends the signing. A zone whose
+   * parent never had a DS can be disabled at once. 409 during a rollover (finish or cancel it
+   * first: the parent would be asked for two things) or when it is asked already.
+   */
+  async requestDsRemoval(caller: Caller, organizationId: string, zone: string): Promise<DnssecView> {
+    return this.dns.zoneWrite((tx) => {
+      const row = this.dns.zoneRow(organizationId, zone, tx);
+      const key = sql.zoneKey(tx, row.id);
+      if (!key) throw new NotFoundError(`${row.name} is not signed.`);
+      if (key.cds === "delete") throw new ConflictError(`${row.name} asks its parent to remove the DS already (since ${key.cds_since === null ? "its signing" : iso(key.cds_since)}): once the parent has no DS for it (dig +norecurse DS ${row.name} @<parent server>) and the DS TTL passed, citadel dns zone dnssec disable ${row.name} --yes.`);
+      const incoming = sql.incomingKey(tx, row.id);
+      if (incoming) throw new ConflictError(`${row.name} has a key rollover in progress (new key tag ${keyTag(incoming.dnskey)}): finish or cancel it before asking the parent to remove the DS.`);
+      const now = this.k.clock.now();
+      sql.setZoneCds(tx, row.id, "delete", now);
       const serial = nextSerial(row.serial, now);
       sql.updateZoneSoa(tx, row.id, row, serial, now);
-      this.k.audit.record(tx, event(caller, row, "dns.zone.dnssec.denial", `${row.name}: denial of existence ${denialText(key)} → ${denialText(requested)}, the zone signed again with the new chain; serial ${serial}`));
+      this.k.audit.record(
+        tx,
+        event(caller, row, "dns.zone.dnssec.policy", `${row.name}: CDS/CDNSKEY ${key.cds} → delete: the parent is asked to remove the DS (RFC 8078 section 4: CDS 0 0 0 00, CDNSKEY 0 3 0 AA==); still signed; serial ${serial}`),
+      );
       const expiresAt = this.dns.signInWrite(tx, row.id);
-      return this.view({ ...row, serial, updated_at: now }, sql.zoneKey(tx, row.id), sql.incomingKey(tx, row.id), expiresAt);
+      return this.view({ ...row, serial, updated_at: now }, sql.zoneKey(tx, row.id), null, expiresAt);
     });
   }
 
@@ -421,43 +550,112 @@ export class DnssecService {
    * Starts a key rollover: a new key (sealed in the keyring, as the zone's), published beside
    * the zone's key, and every RRset signed by both from a new serial, which secondaries
    * transfer. Validators holding either key's DS validate the zone meanwhile. 409 for a zone
-   * that is not signed or has a rollover in progress.
+   * that is not signed, has a rollover in progress, or asks its parent to remove the DS.
    */
   async startRollover(caller: Caller, organizationId: string, zone: string): Promise<DnssecView> {
+    return this.dns.zoneWrite((tx) => this.startIn(tx, this.dns.zoneRow(organizationId, zone, tx), caller));
+  }
+
+  private startIn(tx: Database, row: sql.ZoneRow, actor: Actor): DnssecView {
+    const key = sql.zoneKey(tx, row.id);
+    if (!key) throw new ConflictError(`${row.name} is not signed: there is no key to roll over (citadel dns zone dnssec enable signs it).`);
+    const pending = sql.incomingKey(tx, row.id);
+    if (pending) throw new ConflictError(`${row.name} has a key rollover in progress (new key tag ${keyTag(pending.dnskey)}): finish or cancel it first.`);
+    if (key.cds === "delete") throw new ConflictError(`${row.name} asks its parent to remove the DS (CDS/CDNSKEY delete): a new key would ask it for a DS again. Set another CDS mode first (citadel dns zone dnssec set ${row.name} --cds rollover).`);
+    const { pkcs8, dnskey } = keyBeside(new Uint8Array(key.dnskey));
+    try {
+      const now = this.k.clock.now();
+      const serial = nextSerial(row.serial, now);
+      const dnskeyTtl = dnskeyTtlOf(row);
+      const incoming: sql.IncomingKeyRow = {
+        zone_id: row.id,
+        algorithm: ALGORITHM,
+        dnskey,
+        private_key: this.k.seal.keyring().encrypt(tx, KEY_OWNER, incomingKeyContext(row.id), pkcs8),
+        created_at: now,
+        published_serial: serial,
+        dnskey_ttl: dnskeyTtl,
+        max_ttl: Math.max(dnskeyTtl, sql.largestRecordTtl(tx, row.id) ?? 0),
+        propagation_delay: this.k.settings.dnssec_propagation_delay,
+        ready_at: null,
+        submitted_at: null,
+        parent_delay: 0,
+        automatic: actor === "system" ? 1 : 0,
+      };
+      sql.insertIncomingKey(tx, incoming);
+      sql.updateZoneSoa(tx, row.id, row, serial, now);
+      const finishFrom = iso(finishPossibleAt(incoming));
+      const why = actor === "system" ? ` by the schedule: key tag ${keyTag(key.dnskey)} reached its lifetime (${lifetimeText(key.csk_lifetime)})` : "";
+      this.k.audit.record(
+        tx,
+        event(actor, row, "dns.zone.dnssec.rollover.start", `${row.name}: key rollover started${why}: new key tag ${keyTag(dnskey)} published beside key tag ${keyTag(key.dnskey)}, both sign the zone; serial ${serial}; the DS may change at the parent from ${iso(replaceDsFrom(incoming))}; finish possible from ${finishFrom}`),
+      );
+      const expiresAt = this.dns.signInWrite(tx, row.id);
+      return this.view({ ...row, serial, updated_at: now }, key, incoming, expiresAt);
+    } finally {
+      pkcs8.fill(0);
+    }
+  }
+
+  /**
+   * The new key is ready for the parent (no cache holds the DNSKEY RRset without it): from now
+   * on the zone publishes CDS/CDNSKEY for it alone (when its mode publishes any: a new serial,
+   * signed here), so that a parent that scans replaces the DS. Audited; the schedule's step at
+   * replace_ds_from, or part of the operator's confirmation of the submission.
+   */
+  private markReady(tx: Database, row: sql.ZoneRow, key: sql.ZoneKeyRow, incoming: sql.IncomingKeyRow, actor: Actor): { row: sql.ZoneRow; incoming: sql.IncomingKeyRow; expiresAt: number | null } {
+    const now = this.k.clock.now();
+    const before = signalText(parentSignalOf(row.name, key, incoming));
+    const ready = { ...incoming, ready_at: now };
+    sql.setIncomingReady(tx, row.id, now);
+    const after = parentSignalOf(row.name, key, ready);
+    let current = row;
+    let expiresAt = this.dns.signer.expiresAt(row.id);
+    if (signalText(after) !== before) {
+      const serial = nextSerial(row.serial, now);
+      sql.updateZoneSoa(tx, row.id, row, serial, now);
+      current = { ...row, serial, updated_at: now };
+      expiresAt = this.dns.signInWrite(tx, row.id);
+    }
+    const published = after !== null && after.cds.length > 0 ? `its CDS and CDNSKEY published for the parent to scan; serial ${current.serial}` : `CDS/CDNSKEY ${key.cds}: give the registrar its DS by hand`;
+    this.k.audit.record(tx, event(actor, row, "dns.zone.dnssec.rollover.ready", `${row.name}: new key tag ${keyTag(incoming.dnskey)} ready for the parent (caches hold it since the start): the DS at the parent may be replaced by its own; ${published}`));
+    return { row: current, incoming: ready, expiresAt };
+  }
+
+  /**
+   * The operator's word that the parent publishes the new key's DS alone (`rollover submitted`,
+   * Knot's `zone-ksk-submitted`): the schedule finishes the rollover by itself once
+   * [dns] dnssec_parent_delay (the parent's DS TTL) has passed since and the caches of what the
+   * old key alone signed have expired (finish_possible_at). 409 before replace_ds_from (the parent
+   * should not have the new DS yet: caches may lack its key) or when confirmed already.
+   */
+  async confirmSubmission(caller: Caller, organizationId: string, zone: string): Promise<DnssecView> {
     return this.dns.zoneWrite((tx) => {
-      const row = this.dns.zoneRow(organizationId, zone, tx);
-      const key = sql.zoneKey(tx, row.id);
-      if (!key) throw new ConflictError(`${row.name} is not signed: there is no key to roll over (citadel dns zone dnssec enable signs it).`);
-      const pending = sql.incomingKey(tx, row.id);
-      if (pending) throw new ConflictError(`${row.name} has a key rollover in progress (new key tag ${keyTag(pending.dnskey)}): finish or cancel it first.`);
-      const { pkcs8, dnskey } = keyBeside(new Uint8Array(key.dnskey));
-      try {
-        const now = this.k.clock.now();
-        const serial = nextSerial(row.serial, now);
-        const dnskeyTtl = dnskeyTtlOf(row);
-        const incoming: sql.IncomingKeyRow = {
-          zone_id: row.id,
-          algorithm: ALGORITHM,
-          dnskey,
-          private_key: this.k.seal.keyring().encrypt(tx, KEY_OWNER, incomingKeyContext(row.id), pkcs8),
-          created_at: now,
-          published_serial: serial,
-          dnskey_ttl: dnskeyTtl,
-          max_ttl: Math.max(dnskeyTtl, sql.largestRecordTtl(tx, row.id) ?? 0),
-          propagation_delay: this.k.settings.dnssec_propagation_delay,
-        };
-        sql.insertIncomingKey(tx, incoming);
-        sql.updateZoneSoa(tx, row.id, row, serial, now);
-        const finishFrom = iso(finishPossibleAt(incoming));
-        this.k.audit.record(
-          tx,
-          event(caller, row, "dns.zone.dnssec.rollover.start", `${row.name}: key rollover started: new key tag ${keyTag(dnskey)} published beside key tag ${keyTag(key.dnskey)}, both sign the zone; serial ${serial}; finish possible from ${finishFrom}`),
+      let row = this.dns.zoneRow(organizationId, zone, tx);
+      const { key, incoming } = this.rollover(tx, row);
+      const now = this.k.clock.now();
+      if (incoming.submitted_at !== null) throw new ConflictError(`${row.name}'s new key's DS was confirmed at the parent already (${iso(incoming.submitted_at)}, by an operator).`);
+      const from = replaceDsFrom(incoming);
+      if (now < from) {
+        throw new HttpProblem(
+          409,
+          "conflict",
+          `${row.name}'s new key (tag ${keyTag(incoming.dnskey)}) may not be at the parent yet: ${durationText(from - now)} left (from ${iso(from)}) until caches hold its DNSKEY. A resolver holding the old DNSKEY RRset and the new DS fails the zone: if the registrar has it already, put the old DS back until then.`,
+          { "retry-after": String(Math.ceil((from - now) / 1000)) },
+          { replace_ds_from: iso(from) },
         );
-        const expiresAt = this.dns.signInWrite(tx, row.id);
-        return this.view({ ...row, serial, updated_at: now }, key, incoming, expiresAt);
-      } finally {
-        pkcs8.fill(0);
       }
+      let current = incoming;
+      let expiresAt = this.dns.signer.expiresAt(row.id);
+      if (incoming.ready_at === null) ({ row, incoming: current, expiresAt } = this.markReady(tx, row, key, incoming, caller));
+      const parentDelay = this.k.settings.dnssec_parent_delay;
+      sql.setIncomingSubmitted(tx, row.id, now, parentDelay);
+      current = { ...current, submitted_at: now, parent_delay: parentDelay };
+      this.k.audit.record(
+        tx,
+        event(caller, row, "dns.zone.dnssec.rollover.submitted", `${row.name}: confirmed: the parent publishes new key tag ${keyTag(incoming.dnskey)}'s DS alone; the schedule retires key tag ${keyTag(key.dnskey)} from ${iso(autoFinishAt(current)!)} (parent delay ${parentDelay} s)`),
+      );
+      return this.view(row, key, current, expiresAt);
     });
   }
 
@@ -470,49 +668,123 @@ export class DnssecService {
    * confirmation, which is the operator saying so.
    */
   async finishRollover(caller: Caller, organizationId: string, zone: string): Promise<DnssecView> {
-    return this.dns.zoneWrite((tx) => {
-      const row = this.dns.zoneRow(organizationId, zone, tx);
-      const { key, incoming } = this.rollover(tx, row);
-      const now = this.k.clock.now();
-      const from = finishPossibleAt(incoming);
-      if (now < from) {
-        const waits = rolloverWaits(incoming);
-        // A 409 `conflict` as any other, with the time for a client to act on without reading the text: a member and Retry-After.
-        throw new HttpProblem(
-          409,
-          "conflict",
-          `${row.name}'s key rollover cannot finish yet: ${durationText(from - now)} left (from ${iso(from)}). The new key (tag ${keyTag(incoming.dnskey)}) is published since ${iso(incoming.created_at)}; until then caches may hold the DNSKEY RRset without it (TTL ${waits.dnskeyTtl} s) or records the old key alone signed (TTL up to ${waits.maxTtl} s), and secondaries may still be transferring it ([dns] dnssec_propagation_delay at the start, ${waits.delay} s).`,
-          { "retry-after": String(Math.ceil((from - now) / 1000)) },
-          { finish_possible_at: iso(from) },
-        );
-      }
-      // The new key becomes the zone's key, its envelope made again for that row (each envelope is bound to its row).
-      const keyring = this.k.seal.keyring();
-      const pkcs8 = keyring.decrypt(KEY_OWNER, incomingKeyContext(row.id), incoming.private_key);
-      let envelope: Uint8Array;
-      try {
-        envelope = keyring.encrypt(tx, KEY_OWNER, keyContext(row.id), pkcs8);
-      } finally {
-        pkcs8.fill(0);
-      }
-      sql.replaceZoneKey(tx, row.id, { algorithm: incoming.algorithm, dnskey: incoming.dnskey, private_key: envelope, created_at: incoming.created_at });
-      sql.deleteIncomingKey(tx, row.id);
-      const serial = nextSerial(row.serial, now);
-      sql.updateZoneSoa(tx, row.id, row, serial, now);
-      this.dns.signer.forgetKeys(row.id);
-      const [oldTag, newTag] = [keyTag(key.dnskey), keyTag(incoming.dnskey)];
-      this.k.audit.record(
-        tx,
-        event(
-          caller,
-          row,
-          "dns.zone.dnssec.rollover.finish",
-          `${row.name}: key rollover finished: key tag ${oldTag} retired (its DNSKEY and signatures removed), key tag ${newTag} signs alone; confirmed: the parent publishes key tag ${newTag}'s DS alone, its TTL passed; serial ${serial}`,
-        ),
+    return this.dns.zoneWrite((tx) => this.finishIn(tx, this.dns.zoneRow(organizationId, zone, tx), caller));
+  }
+
+  private finishIn(tx: Database, row: sql.ZoneRow, actor: Actor): DnssecView {
+    const { key, incoming } = this.rollover(tx, row);
+    const now = this.k.clock.now();
+    const from = finishPossibleAt(incoming);
+    if (now < from) {
+      const waits = rolloverWaits(incoming);
+      // A 409 `conflict` as any other, with the time for a client to act on without reading the text: a member and Retry-After.
+      throw new HttpProblem(
+        409,
+        "conflict",
+        `${row.name}'s key rollover cannot finish yet: ${durationText(from - now)} left (from ${iso(from)}). The new key (tag ${keyTag(incoming.dnskey)}) is published since ${iso(incoming.created_at)}; until then caches may hold the DNSKEY RRset without it (TTL ${waits.dnskeyTtl} s) or records the old key alone signed (TTL up to ${waits.maxTtl} s), and secondaries may still be transferring it ([dns] dnssec_propagation_delay at the start, ${waits.delay} s).`,
+        { "retry-after": String(Math.ceil((from - now) / 1000)) },
+        { finish_possible_at: iso(from) },
       );
-      const expiresAt = this.dns.signInWrite(tx, row.id);
-      return this.view({ ...row, serial, updated_at: now }, sql.zoneKey(tx, row.id), null, expiresAt);
-    });
+    }
+    // The new key becomes the zone's key, its envelope made again for that row (each envelope is bound to its row).
+    const keyring = this.k.seal.keyring();
+    const pkcs8 = keyring.decrypt(KEY_OWNER, incomingKeyContext(row.id), incoming.private_key);
+    let envelope: Uint8Array;
+    try {
+      envelope = keyring.encrypt(tx, KEY_OWNER, keyContext(row.id), pkcs8);
+    } finally {
+      pkcs8.fill(0);
+    }
+    // Its lifetime counts from now, when it begins to sign alone: a parent that took long does not shorten it.
+    sql.replaceZoneKey(tx, row.id, { algorithm: incoming.algorithm, dnskey: incoming.dnskey, private_key: envelope, created_at: incoming.created_at, activated_at: now });
+    sql.deleteIncomingKey(tx, row.id);
+    const serial = nextSerial(row.serial, now);
+    sql.updateZoneSoa(tx, row.id, row, serial, now);
+    this.dns.signer.forgetKeys(row.id);
+    this.forgetWaiting(row.id);
+    const [oldTag, newTag] = [keyTag(key.dnskey), keyTag(incoming.dnskey)];
+    const confirmed =
+      actor === "system"
+        ? `by the schedule: the parent's DS confirmed by an operator at ${iso(incoming.submitted_at ?? now)}, ${incoming.parent_delay} s (the parent delay) passed since`
+        : `confirmed: the parent publishes key tag ${newTag}'s DS alone, its TTL passed`;
+    this.k.audit.record(tx, event(actor, row, "dns.zone.dnssec.rollover.finish", `${row.name}: key rollover finished: key tag ${oldTag} retired (its DNSKEY and signatures removed), key tag ${newTag} signs alone; ${confirmed}; serial ${serial}`));
+    const expiresAt = this.dns.signInWrite(tx, row.id);
+    return this.view({ ...row, serial, updated_at: now }, sql.zoneKey(tx, row.id), null, expiresAt);
+  }
+
+  /**
+   * The rollover schedule's step for each zone that has one (at start, at every unseal, then
+   * every few minutes: index.ts): start a rollover when the key reached its lifetime; mark the
+   * new key ready for the parent at replace_ds_from (its CDS published); finish once the parent
+   * is confirmed to publish the new DS (`rollover submitted`) and both the parent delay and
+   * finish_possible_at have passed. Never removes a key the parent may still point at: without
+   * the confirmation it waits, and says so once in the log. Each step is its own write, audited
+   * as the system; state is in the store, so a restart resumes where it was. Nothing while
+   * sealed (a new key cannot be sealed, nor the zone signed).
+   */
+  async runSchedule(): Promise<Array<{ zone: string; step: ScheduleStep }>> {
+    if (this.k.seal.keyringIfUnsealed() === null) return [];
+    const done: Array<{ zone: string; step: ScheduleStep }> = [];
+    const db = this.k.store.db;
+    for (const zone of sql.scheduledZones(db)) {
+      try {
+        // Read first: a zone where nothing is due, or whose rollover waits for the parent, takes no
+        // write (no transaction, no reload of the listeners).
+        const key = sql.zoneKey(db, zone.id);
+        const incoming = sql.incomingKey(db, zone.id);
+        const due = key === null ? null : dueStep(key, incoming, this.k.clock.now());
+        if (due === null) continue;
+        if (due === "waiting for the parent") {
+          done.push({ zone: zone.name, step: due });
+          const at = `${zone.id} ${incoming?.created_at}`;
+          if (this.waitingLogged.has(at)) continue;
+          this.waitingLogged.add(at);
+          this.k.log.warn("dns: a key rollover waits for the parent: the old key stays until the parent's DS for the new key is confirmed (citadel dns zone dnssec rollover submitted)", { zone: zone.name, new_key_tag: incoming ? keyTag(incoming.dnskey) : null });
+          continue;
+        }
+        const step = await this.dns.zoneWrite((tx) => this.scheduleStep(tx, zone.id));
+        if (step === null) continue;
+        done.push({ zone: zone.name, step });
+        this.k.log.info(`dns: key rollover schedule: ${step}`, { zone: zone.name });
+      } catch (error) {
+        this.k.log.error("dns: the key rollover schedule could not act on a zone; it tries again at its next check", { zone: zone.name, error: error instanceof Error ? error.message : String(error) });
+      }
+    }
+    return done;
+  }
+
+  /** Zones whose rollover waits for the parent, logged once each (per rollover): `zone id` + ` ` + the new key's creation. */
+  private readonly waitingLogged = new Set<string>();
+
+  /** A rollover of the zone ended (finished or cancelled): its "waits" line is no longer needed. */
+  private forgetWaiting(zoneId: string): void {
+    for (const at of this.waitingLogged) if (at.startsWith(`${zoneId} `)) this.waitingLogged.delete(at);
+  }
+
+  /** How many rollovers' waits are remembered as logged (tests: none once they ended). */
+  waitingRemembered(): number {
+    return this.waitingLogged.size;
+  }
+
+  /** The zones whose rollover waits for the parent's DS to be confirmed (the metric). */
+  waitingForParent(): number {
+    return sql.scheduledZones(this.k.store.db).filter((z) => {
+      const incoming = sql.incomingKey(this.k.store.db, z.id);
+      return incoming !== null && incoming.ready_at !== null && incoming.submitted_at === null;
+    }).length;
+  }
+
+  /** The schedule's step for the zone, taken in `tx` when one is due (checked again there: the state may have changed since the read). */
+  private scheduleStep(tx: Database, zoneId: string): ScheduleStep | null {
+    const row = sql.liveZoneById(tx, zoneId);
+    const key = row ? sql.zoneKey(tx, zoneId) : null;
+    if (!row || !key) return null;
+    const incoming = sql.incomingKey(tx, zoneId);
+    const step = dueStep(key, incoming, this.k.clock.now());
+    if (step === "rollover started") this.startIn(tx, row, "system");
+    else if (step === "new key ready for the parent") this.markReady(tx, row, key, incoming!, "system");
+    else if (step === "rollover finished") this.finishIn(tx, row, "system");
+    return step;
   }
 
   /**
@@ -520,21 +792,41 @@ export class DnssecService {
    * alone again from a new serial. Validators holding the new key's DS fail the zone from then
    * on — resolvers keep it for the parent's DS TTL after the registrar drops it: the route asks
    * for a confirmation that the old DS is back and that TTL has passed.
+   *
+   * Refused (409) once the parent is confirmed to publish the new key's DS (`rollover submitted`):
+   * the cancel would remove exactly the key that DS points at — finish instead. Refused too, unless
+   * `force`, once the new key is ready and the zone has published its CDS/CDNSKEY: a parent that
+   * scans for them may already hold the new DS, which Citadel cannot see (Knot offers no cancel
+   * there at all); the operator checks the parent and forces.
    */
-  async cancelRollover(caller: Caller, organizationId: string, zone: string): Promise<DnssecView> {
+  async cancelRollover(caller: Caller, organizationId: string, zone: string, options: { force?: boolean } = {}): Promise<DnssecView> {
     return this.dns.zoneWrite((tx) => {
       const row = this.dns.zoneRow(organizationId, zone, tx);
       const { key, incoming } = this.rollover(tx, row);
+      const newTag = keyTag(incoming.dnskey);
+      if (incoming.submitted_at !== null) {
+        throw new ConflictError(
+          `${row.name}'s rollover cannot be cancelled: the parent publishes the new key's DS (tag ${newTag}; confirmed ${iso(incoming.submitted_at)}), and cancelling would remove the key it points at, failing the zone for every validator. Finish it (citadel dns zone dnssec rollover finish ${row.name} --yes), or wait for the schedule to finish it from ${iso(autoFinishAt(incoming)!)}.`,
+        );
+      }
+      const published = cdsPublishedFor(key, incoming);
+      if (published && options.force !== true) {
+        throw new ConflictError(
+          `${row.name} has published the new key's CDS/CDNSKEY since ${iso(incoming.ready_at!)}: a parent that scans for them may already hold the new key's DS (tag ${newTag}), and cancelling would remove the key it points at. Check the parent (dig +norecurse DS ${row.name} @<parent server>): if it has the new DS, leave the rollover running (always safe: both keys sign), or finish it; if it has only the old DS, cancel with force (citadel dns zone dnssec rollover cancel ${row.name} --force --yes; API: ?force=true).`,
+        );
+      }
       sql.deleteIncomingKey(tx, row.id);
       const now = this.k.clock.now();
       const serial = nextSerial(row.serial, now);
       sql.updateZoneSoa(tx, row.id, row, serial, now);
       this.dns.signer.forgetKeys(row.id);
+      const forced = published ? ", forced: the operator checked that the parent holds no DS of the new key, whose CDS/CDNSKEY were published" : "";
       this.k.audit.record(
         tx,
-        event(caller, row, "dns.zone.dnssec.rollover.cancel", `${row.name}: key rollover cancelled: new key tag ${keyTag(incoming.dnskey)} removed (its DNSKEY and signatures), key tag ${keyTag(key.dnskey)} signs alone; serial ${serial}`),
+        event(caller, row, "dns.zone.dnssec.rollover.cancel", `${row.name}: key rollover cancelled${forced}: new key tag ${newTag} removed (its DNSKEY and signatures), key tag ${keyTag(key.dnskey)} signs alone; serial ${serial}`),
       );
       const expiresAt = this.dns.signInWrite(tx, row.id);
+      this.forgetWaiting(row.id);
       return this.view({ ...row, serial, updated_at: now }, key, null, expiresAt);
     });
   }
@@ -548,7 +840,9 @@ export class DnssecService {
   }
 
   private view(row: sql.ZoneRow, key: sql.ZoneKeyRow | null, incoming: sql.IncomingKeyRow | null, expiresAt: number | null = null): DnssecView {
-    if (!key) return { zone: row.name, enabled: false, algorithm: null, key_tag: null, dnskey: [], ds: [], signatures_expire_at: null, created_at: null, keys: [], rollover: null, denial: null, nsec3: null };
+    if (!key) {
+      return { zone: row.name, enabled: false, algorithm: null, key_tag: null, dnskey: [], ds: [], signatures_expire_at: null, created_at: null, keys: [], rollover: null, denial: null, nsec3: null, cds: null, csk_lifetime_days: null, activated_at: null, next_rollover_at: null };
+    }
     const origin = parseName(row.name, null);
     const keyView = (dnskey: Uint8Array, state: KeyState, createdAt: number): DnssecKeyView => ({
       key_tag: keyTag(dnskey),
@@ -573,13 +867,24 @@ export class DnssecService {
       rollover: incoming ? this.rolloverView(incoming) : null,
       denial: key.denial,
       nsec3: key.denial === "nsec3" ? nsec3View(row.name, nsec3ParamsOf(key)) : null,
+      cds: cdsView(row.name, key, incoming),
+      csk_lifetime_days: key.csk_lifetime,
+      activated_at: iso(key.activated_at),
+      next_rollover_at: incoming ? null : nullableIso(nextRolloverAt(key)),
     };
   }
 
   private rolloverView(incoming: sql.IncomingKeyRow): RolloverView {
     const finishAt = finishPossibleAt(incoming);
     const waits = rolloverWaits(incoming);
+    const waiting = waitingFor(incoming, this.k.clock.now());
     return {
+      ready_at: nullableIso(incoming.ready_at),
+      submitted_at: nullableIso(incoming.submitted_at),
+      auto_finish_at: nullableIso(autoFinishAt(incoming)),
+      automatic: incoming.automatic === 1,
+      waiting_for: waiting.code,
+      waiting: waiting.text,
       started_at: iso(incoming.created_at),
       published_serial: incoming.published_serial,
       replace_ds_from: iso(replaceDsFrom(incoming)),
@@ -636,6 +941,126 @@ function domainOf(text: string): Name | null {
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
+const nullableIso = (ms: number | null) => (ms === null ? null : iso(ms));
+
+/** What one check of the rollover schedule did for a zone. */
+export type ScheduleStep = "rollover started" | "new key ready for the parent" | "waiting for the parent" | "rollover finished";
+
+/** The schedule's step due now for a zone with these key rows (null: nothing until a later check). */
+function dueStep(key: sql.ZoneKeyRow, incoming: sql.IncomingKeyRow | null, now: number): ScheduleStep | null {
+  if (!incoming) {
+    const due = nextRolloverAt(key);
+    return due === null || now < due ? null : "rollover started";
+  }
+  if (incoming.ready_at === null) return now < replaceDsFrom(incoming) ? null : "new key ready for the parent";
+  const finishAt = autoFinishAt(incoming);
+  if (finishAt === null) return "waiting for the parent";
+  return now < finishAt ? null : "rollover finished";
+}
+
+/**
+ * The CDS and CDNSKEY a signed zone publishes, from its key rows alone (every change of them
+ * moves the serial, so one serial always serves one set): none for `none` (null: stored ones
+ * served); the delete records for `delete`; for `always` the zone's key, or a rollover's new key
+ * once it is ready for the parent; for `rollover` the new key once ready, nothing otherwise
+ * (an empty set: stored ones are left out). The new key alone, not both: the set is what the
+ * parent's DS set should become (RFC 7344 section 4.1), and before it is ready a parent that
+ * took it would point at a key some caches lack.
+ */
+export function parentSignalOf(zone: string, key: Pick<sql.ZoneKeyRow, "cds" | "dnskey">, incoming: Pick<sql.IncomingKeyRow, "dnskey" | "ready_at"> | null): ParentSignal | null {
+  const origin = parseName(zone, null);
+  const ready = incoming !== null && incoming.ready_at !== null ? [new Uint8Array(incoming.dnskey)] : null;
+  switch (key.cds) {
+    case "none":
+      return null;
+    case "delete":
+      return DELETE_SIGNAL;
+    case "always":
+      return parentSignalFor(origin, ready ?? [new Uint8Array(key.dnskey)]);
+    case "rollover":
+      return parentSignalFor(origin, ready ?? []);
+  }
+}
+
+/**
+ * Has the zone published the rollover's new key's CDS/CDNSKEY? From its ready step when the mode
+ * publishes any (rollover, always); a mode set to none after that step published them until then.
+ */
+function cdsPublishedFor(key: Pick<sql.ZoneKeyRow, "cds" | "cds_since">, incoming: Pick<sql.IncomingKeyRow, "ready_at">): boolean {
+  if (incoming.ready_at === null) return false;
+  return key.cds === "rollover" || key.cds === "always" || (key.cds_since !== null && key.cds_since >= incoming.ready_at);
+}
+
+/**
+ * The set in presentation form ("" for an empty one): to compare two sets, and for audit reasons.
+ * Null differs from empty: the zone's stored CDS/CDNSKEY (if any) are served then, left out otherwise.
+ */
+function signalText(signal: ParentSignal | null): string {
+  if (signal === null) return "none of Citadel's (any the zone stores served)";
+  return [...signal.cds.map((d) => `CDS ${dsText(d)}`), ...signal.cdnskey.map((d) => `CDNSKEY ${dnskeyText(d)}`)].join("; ");
+}
+
+function cdsView(zone: string, key: sql.ZoneKeyRow, incoming: sql.IncomingKeyRow | null): CdsView {
+  const signal = parentSignalOf(zone, key, incoming);
+  return {
+    mode: key.cds,
+    since: nullableIso(key.cds_since),
+    cds: (signal?.cds ?? []).map((d) => `${zone} IN CDS ${dsText(d)}`),
+    cdnskey: (signal?.cdnskey ?? []).map((d) => `${zone} IN CDNSKEY ${dnskeyText(d)}`),
+  };
+}
+
+/** A CDS mode a request asks for (null: none asked); "delete" has its own route, with a confirmation. */
+export function requestedCds(mode: string | undefined): sql.CdsMode | null {
+  if (mode === undefined) return null;
+  if (mode === "delete") throw new InvalidError("cds delete asks the parent to remove the DS: POST .../dnssec/ds-removal (citadel dns zone dnssec disable --via-cds), which asks for a confirmation", "cds");
+  if (mode !== "none" && mode !== "rollover" && mode !== "always") throw new InvalidError(`cds must be none, rollover or always, not "${mode}"`, "cds");
+  return mode;
+}
+
+/** A key lifetime a request asks for, in days (null: none asked): 0, or at least MIN_CSK_LIFETIME_DAYS. */
+export function requestedLifetime(days: number | undefined): number | null {
+  if (days === undefined) return null;
+  if (!Number.isInteger(days) || days < 0 || days > 36_500) throw new InvalidError("csk_lifetime_days must be a whole number of days from 0 (rolled by hand) to 36500", "csk_lifetime_days");
+  if (days > 0 && days < MIN_CSK_LIFETIME_DAYS) {
+    throw new InvalidError(
+      `csk_lifetime_days must be 0 or at least ${MIN_CSK_LIFETIME_DAYS}: a rollover takes the DNSKEY TTL, the zone's largest TTL, the propagation delay and the parent's DS TTL, often days; a shorter lifetime would start the next one before the last settled`,
+      "csk_lifetime_days",
+    );
+  }
+  return days;
+}
+
+const lifetimeText = (days: number) => (days === 0 ? "none (rolled by hand)" : `${days} days`);
+
+/**
+ * When the schedule starts the zone's next rollover (null: its lifetime is 0, or it asks the
+ * parent to remove the DS): a lifetime after the key began to sign alone (Knot counts from the
+ * activation too), so a parent slower than the lifetime does not start the next rollover at once.
+ */
+export function nextRolloverAt(key: Pick<sql.ZoneKeyRow, "csk_lifetime" | "cds" | "activated_at">): number | null {
+  if (key.csk_lifetime === 0 || key.cds === "delete") return null;
+  return key.activated_at + key.csk_lifetime * 86_400_000;
+}
+
+/** From when the schedule finishes the rollover (null: the parent's DS is not confirmed yet): the parent delay after the confirmation, and never before finish_possible_at. */
+export function autoFinishAt(incoming: Pick<sql.IncomingKeyRow, "submitted_at" | "parent_delay" | "created_at" | "dnskey_ttl" | "max_ttl" | "propagation_delay">): number | null {
+  if (incoming.submitted_at === null) return null;
+  return Math.max(finishPossibleAt(incoming), incoming.submitted_at + incoming.parent_delay * 1000);
+}
+
+/** What the rollover waits for now, and in words. */
+function waitingFor(incoming: sql.IncomingKeyRow, now: number): { code: RolloverWait; text: string } {
+  if (incoming.ready_at === null) {
+    return { code: "propagation", text: `the new DNSKEY to reach caches and secondaries: the DS may change at the parent from ${iso(replaceDsFrom(incoming))}` };
+  }
+  const finishAt = autoFinishAt(incoming);
+  if (finishAt === null) {
+    return { code: "parent", text: "the parent to publish the new key's DS alone: confirm it (citadel dns zone dnssec rollover submitted), and the schedule finishes the rollover; the old key stays until then" };
+  }
+  if (now < finishAt) return { code: "parent_delay", text: `the parent's DS TTL (resolvers may hold the old DS that long after the parent's change: [dns] dnssec_parent_delay, ${incoming.parent_delay} s, covers it) and the caches of the old key's records: the schedule finishes the rollover from ${iso(finishAt)}` };
+  return { code: "finish", text: "nothing: the schedule finishes the rollover at its next check" };
+}
 
 /** The records that prove absence in a zone signed so: "NSEC" or "NSEC3". */
 export const chainName = (key: Pick<sql.ZoneKeyRow, "denial">) => (key.denial === "nsec3" ? "NSEC3" : "NSEC");
@@ -720,13 +1145,13 @@ export function rolloverWaits(incoming: Pick<sql.IncomingKeyRow, "dnskey_ttl" | 
 }
 
 /** From when the DS at the parent may be replaced: no cache holds the DNSKEY RRset without the new key. */
-function replaceDsFrom(incoming: sql.IncomingKeyRow): number {
+function replaceDsFrom(incoming: Pick<sql.IncomingKeyRow, "created_at" | "dnskey_ttl" | "max_ttl" | "propagation_delay">): number {
   const waits = rolloverWaits(incoming);
   return incoming.created_at + (waits.dnskeyTtl + waits.delay) * 1000;
 }
 
 /** From when a rollover may finish: no cache holds what the old key alone signed (rolloverWaits). */
-export function finishPossibleAt(incoming: sql.IncomingKeyRow): number {
+export function finishPossibleAt(incoming: Pick<sql.IncomingKeyRow, "created_at" | "dnskey_ttl" | "max_ttl" | "propagation_delay">): number {
   const waits = rolloverWaits(incoming);
   return incoming.created_at + (waits.dnskeyTtl + waits.maxTtl + waits.delay) * 1000;
 }
@@ -756,14 +1181,14 @@ export function durationText(ms: number): string {
   return `${s} s`;
 }
 
-function event(caller: Caller, zone: sql.ZoneRow, action: string, reason: string) {
+function event(actor: Actor, zone: sql.ZoneRow, action: string, reason: string) {
   return {
     action,
     outcome: "success" as const,
     organization: zone.organization_id,
     resource: { type: "dns_zone", id: zone.id },
     reason,
-    actor: actorOf(caller.principal),
-    request: caller.request,
+    actor: actor === "system" ? { kind: "system" as const } : actorOf(actor.principal),
+    request: actor === "system" ? null : actor.request,
   };
 }

@@ -29,6 +29,8 @@ import { MAX_RRSET_OCTETS, MAX_TTL, Zone, type RR } from "./zone.ts";
 export const TYPE_RRSIG = 46;
 export const TYPE_NSEC = 47;
 export const TYPE_DNSKEY = 48;
+export const TYPE_CDS = 59;
+export const TYPE_CDNSKEY = 60;
 /** ECDSA Curve P-256 with SHA-256 (RFC 6605). */
 export const ALGORITHM = 13;
 export const ALGORITHM_NAME = "ECDSAP256SHA256";
@@ -112,6 +114,25 @@ export function dsOf(owner: Name, dnskey: Uint8Array): Uint8Array {
   const tag = keyTag(dnskey);
   return Uint8Array.of(tag >> 8, tag & 0xff, ALGORITHM, DIGEST_SHA256, ...digest);
 }
+
+/**
+ * What a signed zone publishes at its apex for the parent to scan (RFC 7344: the DS set it asks
+ * for, as CDS with digest type 2 and as CDNSKEY, the DNSKEY data itself), or RFC 8078 section 4's
+ * delete records. Null: Citadel publishes none, and CDS/CDNSKEY records the zone stores are served
+ * as they are; otherwise stored ones at the apex are left out (Citadel's replace them).
+ */
+export interface ParentSignal {
+  cds: readonly Uint8Array[];
+  cdnskey: readonly Uint8Array[];
+}
+
+/** The CDS and CDNSKEY asking the parent for the DS of each of `dnskeys` (SHA-256), and only those. */
+export function parentSignalFor(owner: Name, dnskeys: readonly Uint8Array[]): ParentSignal {
+  return { cds: dnskeys.map((dnskey) => dsOf(owner, dnskey)), cdnskey: dnskeys.map((dnskey) => new Uint8Array(dnskey)) };
+}
+
+/** RFC 8078 section 4: "CDS 0 0 0 00" and "CDNSKEY 0 3 0 AA==", asking the parent to remove the DS (the zone to go insecure). */
+export const DELETE_SIGNAL: ParentSignal = Object.freeze({ cds: [Uint8Array.of(0, 0, 0, 0, 0)], cdnskey: [Uint8Array.of(0, 0, 3, 0, 0)] });
 
 /** DS data in presentation form: "tag 13 2 HEX". */
 export function dsText(ds: Uint8Array): string {
@@ -436,6 +457,8 @@ export class ZoneSignatures {
      * whose RRSIGs went, and the RRSIGs of those it signed (some kept): what the change stores.
      */
     readonly change: { removed: ReadonlyArray<{ name: Name; type: number }>; signed: readonly RR[][] } | null = null,
+    /** The CDS and CDNSKEY the signer published at the apex (null: none of its own; those the zone stores, if any). */
+    readonly parent: ParentSignal | null = null,
   ) {
     this.expiresAt = state.expiresAt;
   }
@@ -450,6 +473,7 @@ export class ZoneSignatures {
     dnskeys: readonly Uint8Array[],
     contents: Map<string, string>,
     unavailable = false,
+    parent: ParentSignal | null = null,
   ): ZoneSignatures {
     const sigsAt = new Map<string, RR[]>();
     const expirations = new Map<number, number>();
@@ -471,7 +495,7 @@ export class ZoneSignatures {
       expirations: CowMap.of(expirations),
       expiresAt: earliestOf(expirations.keys()),
     };
-    return new ZoneSignatures(origin, state, chain, dnskeys, unavailable);
+    return new ZoneSignatures(origin, state, chain, dnskeys, unavailable, null, parent);
   }
 
   /**
@@ -533,7 +557,7 @@ export class ZoneSignatures {
     }
     const state: SignatureState = { sigs, sigsAt, contents, existing, dsSets: this.state.dsSets, expirations, expiresAt };
     const change = { removed, signed: [...signed.values()].map((s) => s.rrsigs) };
-    return new ZoneSignatures(this.origin, state, chain, this.dnskeys, false, change);
+    return new ZoneSignatures(this.origin, state, chain, this.dnskeys, false, change, this.parent);
   }
 
   /** The RRSIGs as stored: one row per RRset they sign (store.ts saveZoneRrsigs). */
@@ -619,10 +643,11 @@ export function signaturesOf(zone: Zone): ZoneSignatures | undefined {
  * SOA, the NSEC or NSEC3 records whose next name or types changed), not the whole zone again on
  * the event loop. Kept per key: a rollover's new key signs every RRset once, the old key's RRSIGs
  * stay. A change of `denial` keeps the RRSIGs of the zone's data and signs the new chain.
+ * `parent`: the CDS and CDNSKEY RRsets to publish at the apex, signed as the DNSKEY RRset is.
  */
-export function signZone(zone: Zone, keys: readonly SigningKey[], now: number, previous?: ZoneSignatures, denial: Denial = NSEC_DENIAL): Zone {
+export function signZone(zone: Zone, keys: readonly SigningKey[], now: number, previous?: ZoneSignatures, denial: Denial = NSEC_DENIAL, parent: ParentSignal | null = null): Zone {
   if (keys.length === 0) throw new Error("a zone is signed with at least one key");
-  const layout = new SignedLayout(zone, keys.map((k) => k.dnskey), denial);
+  const layout = new SignedLayout(zone, keys.map((k) => k.dnskey), denial, parent);
   const sigs = new Map<string, RR[]>();
   const contents = new Map<string, string>();
   for (const rrset of layout.signedRrsets()) {
@@ -673,7 +698,7 @@ export interface RrsetChange {
  * or sit at them (NS, DS), the signer's own (DNSKEY merged with the signer's, RRSIG, NSEC, NSEC3,
  * NSEC3PARAM): such a change is signed whole.
  */
-const NOT_CHANGED_ALONE = new Set([RRType.SOA, RRType.NS, RRType.DS, TYPE_DNSKEY, TYPE_RRSIG, TYPE_NSEC, TYPE_NSEC3, TYPE_NSEC3PARAM]);
+const NOT_CHANGED_ALONE = new Set([RRType.SOA, RRType.NS, RRType.DS, TYPE_DNSKEY, TYPE_CDS, TYPE_CDNSKEY, TYPE_RRSIG, TYPE_NSEC, TYPE_NSEC3, TYPE_NSEC3PARAM]);
 
 /**
  * `served` (a zone signZone or signChange made) with `soa` as its SOA and `changes` made, signed
@@ -686,15 +711,16 @@ const NOT_CHANGED_ALONE = new Set([RRType.SOA, RRType.NS, RRType.DS, TYPE_DNSKEY
  * same data with `served`'s signatures as `previous` (test/plugins/dns/dnssec-incremental.test.ts).
  *
  * Null when it cannot be sure of that without a look at the rest of the zone, and the caller
- * signs the zone whole: another key set, denial or signer TTL than `served`'s; a signature of
+ * signs the zone whole: another key set, denial, CDS/CDNSKEY (`parent`) or signer TTL than `served`'s; a signature of
  * `served` due to be made again (REFRESH_BEFORE_MS); a change of a type NOT_CHANGED_ALONE, or
  * one that Zone.build would refuse or adjust (an owner at or below a zone cut or outside the
  * zone, a CNAME beside data, TTLs that differ, duplicates, an RRset too large, a type not
  * stored or not signed); a new name whose NSEC3 hash another name has.
  */
-export function signChange(served: Zone, soa: RR, changes: readonly RrsetChange[], keys: readonly SigningKey[], now: number, denial: Denial = NSEC_DENIAL): Zone | null {
+export function signChange(served: Zone, soa: RR, changes: readonly RrsetChange[], keys: readonly SigningKey[], now: number, denial: Denial = NSEC_DENIAL, parent: ParentSignal | null = null): Zone | null {
   const previous = signaturesOf(served);
   if (previous === undefined || previous.unavailable || keys.length === 0) return null;
+  if (!sameParentSignal(previous.parent, parent)) return null;
   if (keys.length !== previous.dnskeys.length || keys.some((k, i) => !Buffer.from(k.dnskey).equals(previous.dnskeys[i]!))) return null;
   if (!sameDenial(previous.chain, denial)) return null;
   const oldSoa = served.soa();
@@ -809,6 +835,13 @@ function changeableAlone(change: RrsetChange, origin: Name, served: Zone): boole
 /** The SOA's MINIMUM field (its last four octets). */
 const minimumOf = (soa: RR) => new DataView(soa.rdata.buffer, soa.rdata.byteOffset, soa.rdata.length).getUint32(soa.rdata.length - 4);
 
+/** The same CDS and CDNSKEY published (or none by the signer, both). */
+function sameParentSignal(a: ParentSignal | null, b: ParentSignal | null): boolean {
+  if (a === null || b === null) return a === b;
+  const same = (x: readonly Uint8Array[], y: readonly Uint8Array[]) => x.length === y.length && x.every((r, i) => Buffer.from(r).equals(y[i]!));
+  return same(a.cds, b.cds) && same(a.cdnskey, b.cdnskey);
+}
+
 /** Is `chain` the one `denial` asks for: NSEC, or NSEC3 with the same salt and iterations? */
 function sameDenial(chain: DenialChain, denial: Denial): boolean {
   if (chain.mode !== denial.mode) return false;
@@ -844,8 +877,8 @@ const rrsigKeyTag = (rrsig: RR) => (rrsig.rdata[16]! << 8) | rrsig.rdata[17]!;
  * among `rrsigs` (they were made for other content, or before a rollover's key came). RRSIGs by
  * other keys are left out.
  */
-export function withStoredSignatures(zone: Zone, dnskeys: readonly Uint8Array[], rrsigs: readonly RR[], denial: Denial = NSEC_DENIAL): Zone | null {
-  const layout = new SignedLayout(zone, dnskeys, denial);
+export function withStoredSignatures(zone: Zone, dnskeys: readonly Uint8Array[], rrsigs: readonly RR[], denial: Denial = NSEC_DENIAL, parent: ParentSignal | null = null): Zone | null {
+  const layout = new SignedLayout(zone, dnskeys, denial, parent);
   const tags = dnskeys.map(keyTag);
   const byRrsetAndKey = new Map<string, RR>();
   for (const r of rrsigs) byRrsetAndKey.set(`${keyOf(r.name)} ${readRrsig(r.rdata).typeCovered} ${rrsigKeyTag(r)}`, r);
@@ -879,6 +912,9 @@ export const storedRrsetKey = (name: Name, type: number) => `${nameToText(lowerN
 /** An RRset's RRSIGs as stored: keyed by the RRset they cover, encoded. */
 const storedRow = (rrsigs: readonly RR[]) => ({ rrset: storedRrsetKey(rrsigs[0]!.name, rrsigTypeCovered(rrsigs[0]!)), rrsigs: encodeRrsigs(rrsigs) });
 
+/** A CDS or CDNSKEY at the apex: Citadel's own while it publishes them (stored ones are left out then). */
+const isParentSignal = (r: RR, origin: Name) => (r.type === TYPE_CDS || r.type === TYPE_CDNSKEY) && r.name.length === origin.length;
+
 /**
  * What a signed zone serves besides its signatures: its records with the DNSKEYs, the
  * delegations, and the NSEC chain among its records or the NSEC3PARAM there and the NSEC3 chain
@@ -893,15 +929,18 @@ class SignedLayout {
   private readonly served: Zone;
   private readonly rrsets: RR[][];
 
-  constructor(zone: Zone, dnskeys: readonly Uint8Array[], denial: Denial) {
+  constructor(zone: Zone, dnskeys: readonly Uint8Array[], denial: Denial, private readonly parent: ParentSignal | null) {
     const origin = zone.origin;
     const soa = zone.soa();
     this.origin = origin;
     const all = zone.records();
-    const records = all.filter((r) => !SIGNER_TYPES.has(r.type));
+    const records = all.filter((r) => !SIGNER_TYPES.has(r.type) && !(parent !== null && isParentSignal(r, origin)));
     const signerRecords: RR[] = [];
     // The DNSKEY RRset's TTL is the SOA's: what a rollover waits for (dnssec-service.ts dnskeyTtlOf).
     for (const dnskey of dnskeys) signerRecords.push({ name: origin, ttl: soa.ttl, type: TYPE_DNSKEY, rdata: dnskey });
+    // CDS and CDNSKEY take the DNSKEY RRset's TTL: they follow it (RFC 7344 section 4).
+    for (const cds of parent?.cds ?? []) signerRecords.push({ name: origin, ttl: soa.ttl, type: TYPE_CDS, rdata: cds });
+    for (const cdnskey of parent?.cdnskey ?? []) signerRecords.push({ name: origin, ttl: soa.ttl, type: TYPE_CDNSKEY, rdata: cdnskey });
     const minimum = new DataView(soa.rdata.buffer, soa.rdata.byteOffset).getUint32(soa.rdata.length - 4);
     const denialTtl = Math.min(soa.ttl, minimum); // RFC 9077: the negative TTL, for NSEC and NSEC3 alike
     // The NSEC3 family's TTL for NSEC3PARAM too, which only servers read (RFC 5155 section 4).
@@ -983,7 +1022,7 @@ class SignedLayout {
       const first = rrset[0]!;
       if (first.type === RRType.DS && this.atCut(first.name)) dsSets.set(keyOf(first.name), rrset);
     }
-    signed.set(this.served, ZoneSignatures.made(this.origin, sigs, this.chain, this.existing, dsSets, dnskeys, contents));
+    signed.set(this.served, ZoneSignatures.made(this.origin, sigs, this.chain, this.existing, dsSets, dnskeys, contents, false, this.parent));
     return this.served;
   }
 }

@@ -56,6 +56,9 @@ const ACTIONS = [
   ["dns.zone.dnssec.denial", "A signed zone's denial of existence was switched (NSEC, NSEC3, or NSEC3 with another salt): it was signed again with the new chain."],
   ["dns.zone.dnssec.rollover.start", "A zone's key rollover started: a new signing key was made, published beside the zone's key and signing the zone too."],
   ["dns.zone.dnssec.rollover.finish", "A zone's key rollover finished: the old key was retired (its DNSKEY and signatures removed); the new key signs alone."],
+  ["dns.zone.dnssec.policy", "A signed zone's CDS/CDNSKEY publication (none, rollover, always, or delete: the parent asked to remove the DS) or its key lifetime changed."],
+  ["dns.zone.dnssec.rollover.ready", "A key rollover's new key became ready for the parent: the DS may be replaced by its own; its CDS/CDNSKEY are published when the zone publishes them."],
+  ["dns.zone.dnssec.rollover.submitted", "An operator confirmed that the parent publishes the new key's DS alone: the schedule retires the old key after the parent delay."],
   ["dns.zone.dnssec.rollover.cancel", "A zone's key rollover was cancelled: its new key was removed; the zone's key signs alone again."],
   ["dns.tsig.create", "A TSIG key for zone transfers was created or imported."],
   ["dns.tsig.delete", "A TSIG key was removed."],
@@ -417,13 +420,23 @@ export const dnsPlugin = definePlugin<DnsSettings>({
           ...access(WRITE),
         },
       })
-      .patch(`${ZONE}/dnssec`, ({ params, body, request }) => dnssecServiceOf(k).setDenial(caller(request), params.org, params.zone, body), {
+      .patch(`${ZONE}/dnssec`, ({ params, body, request }) => dnssecServiceOf(k).update(caller(request), params.org, params.zone, body), {
         body: m.SetDenial,
         response: m.Dnssec,
         detail: {
-          summary: "Switch a signed zone's denial of existence (NSEC or NSEC3): one new serial signed with the whole new chain; 409 for an unsigned zone or one already so; 422 for iterations or opt-out, with why",
+          summary:
+            "Change a signed zone's DNSSEC: its denial of existence (NSEC or NSEC3: one new serial signed with the whole new chain; 409 when already so; 422 for iterations or opt-out, with why), its CDS/CDNSKEY publication (none, rollover, always) and its key lifetime (days; 0: rolled by hand); 409 for an unsigned zone",
           tags,
           ...access(WRITE),
+        },
+      })
+      .post(`${ZONE}/dnssec/ds-removal`, ({ params, request }) => dnssecServiceOf(k).requestDsRemoval(caller(request), params.org, params.zone), {
+        response: m.Dnssec,
+        // Asks the parent to make the zone insecure: as grave as disabling.
+        detail: {
+          summary: "Ask the parent to remove the DS (RFC 8078 delete CDS/CDNSKEY, the zone still signed): the first step of turning DNSSEC off; disable once the parent has no DS (asks for confirmation); 409 during a rollover",
+          tags,
+          ...access({ ...WRITE, permission: "delete", confirm: true }),
         },
       })
       .delete(`${ZONE}/dnssec`, ({ params, request }) => dnssecServiceOf(k).disable(caller(request), params.org, params.zone), {
@@ -444,12 +457,23 @@ export const dnsPlugin = definePlugin<DnsSettings>({
           ...access({ ...WRITE, permission: "delete", confirm: true }),
         },
       })
-      .delete(`${ZONE}/dnssec/rollover`, ({ params, request }) => dnssecServiceOf(k).cancelRollover(caller(request), params.org, params.zone), {
+      .post(`${ZONE}/dnssec/rollover/submitted`, ({ params, request }) => dnssecServiceOf(k).confirmSubmission(caller(request), params.org, params.zone), {
+        response: m.Dnssec,
+        // The schedule removes the old key on this word: as grave as a finish.
+        detail: {
+          summary:
+            "Confirm that the parent publishes the new key's DS alone (Knot's zone-ksk-submitted): the schedule finishes the rollover once [dns] dnssec_parent_delay has passed, waiting out the parent's DS TTL that resolvers may still hold the old DS for (asks for confirmation); 409 before replace_ds_from or when confirmed already; 404 with no rollover",
+          tags,
+          ...access({ ...WRITE, permission: "delete", confirm: true }),
+        },
+      })
+      .delete(`${ZONE}/dnssec/rollover`, ({ params, query, request }) => dnssecServiceOf(k).cancelRollover(caller(request), params.org, params.zone, { force: query.force === true }), {
+        query: m.CancelRolloverQuery,
         response: m.Dnssec,
         // Validators holding the new key's DS (resolvers keep it for the parent's DS TTL after it goes) fail the zone once the key goes: as grave as a finish.
         detail: {
           summary:
-            "Cancel the key rollover: the new key and its signatures go (asks for confirmation). If the parent has the new DS: put the old DS back, wait for the parent's DS TTL, then cancel; leaving the rollover running is always safe (both keys sign)",
+            "Cancel the key rollover: the new key and its signatures go (asks for confirmation). If the parent has the new DS: put the old DS back, wait for the parent's DS TTL, then cancel; leaving the rollover running is always safe (both keys sign). 409 once the parent's new DS is confirmed (submitted: finish instead), and, unless force=true, once the new key's CDS/CDNSKEY are published (a scanning parent may hold its DS: check it first)",
           tags,
           ...access({ ...WRITE, permission: "delete", confirm: true }),
         },
@@ -738,6 +762,10 @@ function startResigning(k: Kernel<DnsSettings>, dns: DnsService): () => void {
       k.log.info("dns: a signed zone is signed again: its signatures were running short", { zone: zone.name });
       void dns.bumpSerial(zone.id).catch((e) => k.log.error("dns: a signed zone could not be signed again", { zone: zone.name, error: String(e) }));
     }
+    // The key rollover schedule (dnssec-service.ts runSchedule): its state is stored, so this resumes it after a restart or an unseal.
+    void dnssecServiceOf(k)
+      .runSchedule()
+      .catch((e) => k.log.error("dns: the key rollover schedule failed", { error: String(e) }));
   };
   check();
   const timer = setInterval(check, RESIGN_CHECK_MS);
@@ -745,9 +773,18 @@ function startResigning(k: Kernel<DnsSettings>, dns: DnsService): () => void {
   // Zones answered SERVFAIL while sealed, and signatures that ran short meanwhile, are signed
   // again at the unseal, not up to RESIGN_CHECK_MS later.
   const stopOnUnseal = k.seal.onUnseal(check);
+  // An unattended rollover that waits for the parent's DS (the old key kept until an operator
+  // confirms it: Citadel asks no parent) is what an operator must act on: alert on it above 0 for days.
+  const removeMetric = k.metrics.onScrape({
+    name: "citadel_dns_dnssec_rollovers_waiting_for_parent",
+    type: "gauge",
+    help: "Key rollovers whose new key is ready and that wait for the parent's new DS to be confirmed (citadel dns zone dnssec rollover submitted) before the old key goes.",
+    read: () => dnssecServiceOf(k).waitingForParent(),
+  });
   return () => {
     clearInterval(timer);
     stopOnUnseal();
+    removeMetric();
   };
 }
 

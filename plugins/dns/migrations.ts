@@ -138,6 +138,28 @@ export const dnsMigrations: readonly Migration[] = [
     ALTER TABLE dns_zone_keys ADD COLUMN nsec3_salt BLOB NOT NULL DEFAULT x'' CHECK (length(nsec3_salt) <= 255);`,
   },
   {
+    id: "0009_dns_dnssec_cds",
+    // CDS/CDNSKEY (RFC 7344, RFC 8078) and the automatic key rollover (docs/dns.md, "CDS and
+    // CDNSKEY", "Automatic rollover"). Per signed zone: what Citadel publishes at the apex for the
+    // parent to scan — nothing (every zone signed before this: publishing would change what a
+    // served serial holds), the new key while a rollover waits for the parent, the zone's key
+    // always, or RFC 8078's delete records — and the key's lifetime in days (0: rolled by hand).
+    // Per rollover: when the new key became ready for the parent (CDS for it published from
+    // then, the serial moved), when the operator confirmed that the parent publishes its DS
+    // (Citadel asks no parent) and the wait configured then, and whether the schedule started it. The
+    // key's activation (when it began to sign alone: its signing, or its rollover's finish), from
+    // which its lifetime counts, as Knot's; a key signing before this counts from its creation.
+    up: `ALTER TABLE dns_zone_keys ADD COLUMN cds TEXT NOT NULL DEFAULT 'none' CHECK (cds IN ('none', 'rollover', 'always', 'delete'));
+    ALTER TABLE dns_zone_keys ADD COLUMN csk_lifetime INTEGER NOT NULL DEFAULT 0 CHECK (csk_lifetime >= 0);
+    ALTER TABLE dns_zone_keys ADD COLUMN cds_since INTEGER;
+    ALTER TABLE dns_zone_keys ADD COLUMN activated_at INTEGER;
+    UPDATE dns_zone_keys SET activated_at = created_at;
+    ALTER TABLE dns_zone_incoming_keys ADD COLUMN ready_at INTEGER;
+    ALTER TABLE dns_zone_incoming_keys ADD COLUMN submitted_at INTEGER;
+    ALTER TABLE dns_zone_incoming_keys ADD COLUMN parent_delay INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE dns_zone_incoming_keys ADD COLUMN automatic INTEGER NOT NULL DEFAULT 0 CHECK (automatic IN (0, 1));`,
+  },
+  {
     id: "0010_dns_zone_rrsigs",
     // A signed zone's stored RRSIGs (what a sealed start serves) one row per RRset they sign,
     // rather than all of them in dns_zone_keys.rrsigs, one blob written again whole at every

@@ -99,6 +99,23 @@ const Rollover = t.Object({
   dnskey_ttl: Integer({ description: "The DNSKEY RRset's TTL at the start (seconds), counted at most the signatures' validity (1,209,600: 14 days)" }),
   max_ttl: Integer({ description: "The largest TTL in the zone at the start (seconds), counted at most the signatures' validity (1,209,600: 14 days)" }),
   propagation_delay: Integer({ description: "[dns] dnssec_propagation_delay at the start (seconds): a configuration changed since does not move the rollover's times" }),
+  ready_at: t.Union([Iso, t.Null()], { description: "When the new key became ready for the parent (the schedule's check at replace_ds_from): its CDS/CDNSKEY published from then when the zone publishes them" }),
+  submitted_at: t.Union([Iso, t.Null()], { description: "When an operator confirmed that the parent publishes the new key's DS alone (rollover submitted; Citadel asks no parent)" }),
+  auto_finish_at: t.Union([Iso, t.Null()], { description: "From when the schedule finishes the rollover by itself (null: not before the parent's DS is confirmed)" }),
+  automatic: t.Boolean({ description: "Started by the schedule (the key's lifetime ran out)" }),
+  waiting_for: t.Union([t.Literal("propagation"), t.Literal("parent"), t.Literal("parent_delay"), t.Literal("finish")], {
+    description: "propagation: the new DNSKEY reaching caches (the DS may not change yet); parent: the parent's new DS to be confirmed (rollover submitted); parent_delay: the parent's DS TTL and old caches; finish: nothing, the schedule finishes at its next check",
+  }),
+  waiting: t.String({ description: "The same in words, with the time" }),
+});
+
+const Cds = t.Object({
+  mode: t.Union([t.Literal("none"), t.Literal("rollover"), t.Literal("always"), t.Literal("delete")], {
+    description: "none: Citadel publishes no CDS/CDNSKEY (stored ones are served); rollover: the new key's while a rollover waits for the parent; always: the key the parent should point at; delete: RFC 8078's delete records (the parent asked to remove the DS)",
+  }),
+  since: t.Union([Iso, t.Null()], { description: "When the mode was last set (null: as signed)" }),
+  cds: t.Array(t.String(), { description: "The CDS records served now (SHA-256), presentation form" }),
+  cdnskey: t.Array(t.String(), { description: "The CDNSKEY records served now, presentation form" }),
 });
 
 export const Dnssec = t.Object({
@@ -128,6 +145,10 @@ export const Dnssec = t.Object({
     ],
     { description: "The NSEC3 parameters (denial nsec3)" },
   ),
+  cds: t.Union([Cds, t.Null()], { description: "CDS/CDNSKEY publication for the parent (RFC 7344, 8078); null when unsigned" }),
+  csk_lifetime_days: t.Union([Integer(), t.Null()], { description: "The key's lifetime: the schedule starts a rollover once the key is this old (0: rolled by hand)" }),
+  activated_at: t.Union([Iso, t.Null()], { description: "When the zone's key began to sign alone (its signing, or its rollover's finish): the lifetime counts from then" }),
+  next_rollover_at: t.Union([Iso, t.Null()], { description: "When the schedule starts the next rollover (activated_at + the lifetime; null: none scheduled, or one in progress)" }),
 });
 
 const Nsec3Request = t.Object(
@@ -141,15 +162,30 @@ const Nsec3Request = t.Object(
 const DenialChoice = t.Union([t.Literal("nsec"), t.Literal("nsec3")], { description: "nsec: the NSEC chain (RFC 4034; anyone can list the names); nsec3: hashed (RFC 5155, with RFC 9276's parameters)" });
 
 /** Optional: a POST without a body signs with NSEC. */
+const CdsChoice = t.Union([t.Literal("none"), t.Literal("rollover"), t.Literal("always")], {
+  description: "CDS/CDNSKEY for the parent to scan: none; rollover (the default for a new signing): the new key's while a rollover waits for the parent; always: the key the parent should point at. Delete: POST .../dnssec/ds-removal",
+});
+const Lifetime = Integer({ minimum: 0, maximum: 36_500, description: "The key's lifetime in days: the schedule starts a rollover once it is this old; 0 (the default): rolled by hand; else at least 7" });
+
+export const CancelRolloverQuery = t.Object({
+  force: t.Optional(
+    t.Boolean({ description: "Cancel although the new key's CDS/CDNSKEY were published (a parent that scans may hold its DS): only once the parent is checked to hold the old DS alone (dig +norecurse DS <zone> @<parent server>)" }),
+  ),
+});
+
 export const EnableDnssec = t.Optional(
   t.Object({
     denial: t.Optional(DenialChoice),
     nsec3: t.Optional(Nsec3Request),
+    cds: t.Optional(CdsChoice),
+    csk_lifetime_days: t.Optional(Lifetime),
   }),
 );
 export const SetDenial = t.Object({
-  denial: DenialChoice,
+  denial: t.Optional(DenialChoice),
   nsec3: t.Optional(Nsec3Request),
+  cds: t.Optional(CdsChoice),
+  csk_lifetime_days: t.Optional(Lifetime),
 });
 
 // --- transfers (operators) ---------------------------------------------------------------

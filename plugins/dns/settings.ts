@@ -53,6 +53,14 @@ export const DnsSettings = section("Authoritative DNS: where it listens, and the
     description:
       "DNSSEC key rollover: seconds added to the DNSKEY TTL and the zone's largest TTL before a rollover may finish (and the DNSKEY TTL before the DS may change at the parent), for every secondary to transfer the new key (Knot's propagation-delay). At least the SOA refresh when a secondary may miss a NOTIFY. A rollover keeps the value it started with.",
   }),
+  dnssec_parent_delay: Type.Integer({
+    default: 86_400,
+    // Resolvers may hold the old DS for the parent's DS TTL after the parent changed it: the old key must outlive that.
+    minimum: 3600,
+    maximum: 2_592_000,
+    description:
+      "DNSSEC automatic rollover: seconds the schedule waits, once the parent is confirmed to publish the new DS alone (citadel dns zone dnssec rollover submitted), before it removes the old key: at least the parent's DS TTL (resolvers may hold the old DS that long after the parent's change; often a day) and its own propagation (Knot's parent-delay). A day by default, an hour at least; a rollover keeps the value of its confirmation.",
+  }),
   query_log_sample: Type.Integer({ default: 0, minimum: 0, maximum: 1_000_000, description: "Query log: write one query in N to dns-queries.log in the data directory (1: every query). 0: no query log." }),
   query_log_max_mb: Type.Integer({ default: 64, minimum: 1, maximum: 65_536, description: "Query log: MiB on disk at most, the current file and the one rotated file together." }),
   query_log_client: Type.Union([Type.Literal("prefix"), Type.Literal("full"), Type.Literal("none")], { default: "prefix", description: "Query log: the client as its /24 or /56 prefix (personal data kept small), its full address, or not at all." }),

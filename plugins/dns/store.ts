@@ -198,15 +198,27 @@ export interface ZoneKeyRow {
   /** How absence is proven (migration 0008): the NSEC chain, or NSEC3 hashed with `nsec3_salt` (empty: none) and 0 iterations. */
   denial: DenialMode;
   nsec3_salt: Uint8Array;
+  /** What Citadel publishes as CDS/CDNSKEY at the apex (migration 0009), since when (ms; null: since signing began). */
+  cds: CdsMode;
+  cds_since: number | null;
+  /** The key's lifetime in days: the schedule starts a rollover once it is that old (0: rolled by hand), counted from `activated_at`. */
+  csk_lifetime: number;
+  /** When the key began to sign alone (ms): the zone's signing, or its rollover's finish — a slow parent does not shorten the next key's life. */
+  activated_at: number;
 }
 
 export type DenialMode = "nsec" | "nsec3";
+/** RFC 7344/8078 publication: none; the new key while a rollover waits for the parent (Knot's `rollover`); the zone's key always; the delete records (RFC 8078 section 4). */
+export type CdsMode = "none" | "rollover" | "always" | "delete";
 
 export const zoneKey = (db: Database, zoneId: string) => db.query<ZoneKeyRow, [string]>("SELECT * FROM dns_zone_keys WHERE zone_id = ?").get(zoneId);
-export const insertZoneKey = (tx: Database, row: Omit<ZoneKeyRow, "signed_serial" | "rrsigs">) =>
+export const insertZoneKey = (tx: Database, row: Omit<ZoneKeyRow, "signed_serial" | "rrsigs" | "cds_since" | "activated_at">) =>
   tx
-    .query("INSERT INTO dns_zone_keys (zone_id, algorithm, dnskey, private_key, created_at, denial, nsec3_salt) VALUES (?, ?, ?, ?, ?, ?, ?)")
-    .run(row.zone_id, row.algorithm, row.dnskey, row.private_key, row.created_at, row.denial, row.nsec3_salt);
+    .query("INSERT INTO dns_zone_keys (zone_id, algorithm, dnskey, private_key, created_at, denial, nsec3_salt, cds, csk_lifetime, activated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    .run(row.zone_id, row.algorithm, row.dnskey, row.private_key, row.created_at, row.denial, row.nsec3_salt, row.cds, row.csk_lifetime, row.created_at);
+/** The zone's CDS/CDNSKEY publication becomes another (its serial moves in the same transaction when what is published changes). */
+export const setZoneCds = (tx: Database, zoneId: string, cds: CdsMode, since: number) => tx.query("UPDATE dns_zone_keys SET cds = ?, cds_since = ? WHERE zone_id = ?").run(cds, since, zoneId);
+export const setZoneKeyLifetime = (tx: Database, zoneId: string, days: number) => tx.query("UPDATE dns_zone_keys SET csk_lifetime = ? WHERE zone_id = ?").run(days, zoneId);
 /** The zone's denial of existence becomes another (its serial moves in the same transaction: the next signing makes the new chain). */
 export const setZoneDenial = (tx: Database, zoneId: string, denial: DenialMode, nsec3Salt: Uint8Array) =>
   tx.query("UPDATE dns_zone_keys SET denial = ?, nsec3_salt = ? WHERE zone_id = ?").run(denial, nsec3Salt, zoneId);
@@ -243,8 +255,10 @@ export function storedRrsigs(db: Database, zoneId: string, blob: Uint8Array | nu
   return db.query<{ rrsigs: Uint8Array }, [string]>("SELECT rrsigs FROM dns_zone_rrsigs WHERE zone_id = ?").all(zoneId).map((r) => new Uint8Array(r.rrsigs));
 }
 /** The zone's key becomes another (a rollover's new key, its envelope made again for this row); the stored RRSIGs stay until the next signing. */
-export const replaceZoneKey = (tx: Database, zoneId: string, key: Pick<ZoneKeyRow, "algorithm" | "dnskey" | "private_key" | "created_at">) =>
-  tx.query("UPDATE dns_zone_keys SET algorithm = ?, dnskey = ?, private_key = ?, created_at = ? WHERE zone_id = ?").run(key.algorithm, key.dnskey, key.private_key, key.created_at, zoneId);
+export const replaceZoneKey = (tx: Database, zoneId: string, key: Pick<ZoneKeyRow, "algorithm" | "dnskey" | "private_key" | "created_at" | "activated_at">) =>
+  tx
+    .query("UPDATE dns_zone_keys SET algorithm = ?, dnskey = ?, private_key = ?, created_at = ?, activated_at = ? WHERE zone_id = ?")
+    .run(key.algorithm, key.dnskey, key.private_key, key.created_at, key.activated_at, zoneId);
 /** Every key of the zone, a rollover's new one too: its signing ended (disabled, the zone deleted or erased). */
 export function deleteZoneKeys(tx: Database, zoneId: string): void {
   tx.query("DELETE FROM dns_zone_incoming_keys WHERE zone_id = ?").run(zoneId);
@@ -268,13 +282,25 @@ export interface IncomingKeyRow {
   max_ttl: number;
   /** [dns] dnssec_propagation_delay at the start (seconds): a configuration changed during the rollover does not move it. */
   propagation_delay: number;
+  /** When the new key became ready for the parent (migration 0009): its CDS/CDNSKEY published from then (null: not yet). */
+  ready_at: number | null;
+  /** When the parent was confirmed to publish the new key's DS alone, and by whom; the wait after it ([dns] dnssec_parent_delay then, seconds). */
+  submitted_at: number | null;
+  parent_delay: number;
+  /** 1: the schedule started it (the key's lifetime ran out). */
+  automatic: number;
 }
 
 export const incomingKey = (db: Database, zoneId: string) => db.query<IncomingKeyRow, [string]>("SELECT * FROM dns_zone_incoming_keys WHERE zone_id = ?").get(zoneId);
-export const insertIncomingKey = (tx: Database, row: IncomingKeyRow) =>
+export const insertIncomingKey = (tx: Database, row: Omit<IncomingKeyRow, "ready_at" | "submitted_at" | "parent_delay">) =>
   tx
-    .query("INSERT INTO dns_zone_incoming_keys (zone_id, algorithm, dnskey, private_key, created_at, published_serial, dnskey_ttl, max_ttl, propagation_delay) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
-    .run(row.zone_id, row.algorithm, row.dnskey, row.private_key, row.created_at, row.published_serial, row.dnskey_ttl, row.max_ttl, row.propagation_delay);
+    .query("INSERT INTO dns_zone_incoming_keys (zone_id, algorithm, dnskey, private_key, created_at, published_serial, dnskey_ttl, max_ttl, propagation_delay, automatic) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    .run(row.zone_id, row.algorithm, row.dnskey, row.private_key, row.created_at, row.published_serial, row.dnskey_ttl, row.max_ttl, row.propagation_delay, row.automatic);
+/** The rollover's new key is ready for the parent (its CDS published from the serial this write moves to). */
+export const setIncomingReady = (tx: Database, zoneId: string, at: number) => tx.query("UPDATE dns_zone_incoming_keys SET ready_at = ? WHERE zone_id = ?").run(at, zoneId);
+/** The parent publishes the new key's DS alone (the operator's word: Citadel asks no parent): the schedule finishes after `parentDelay` seconds. */
+export const setIncomingSubmitted = (tx: Database, zoneId: string, at: number, parentDelay: number) =>
+  tx.query("UPDATE dns_zone_incoming_keys SET submitted_at = ?, parent_delay = ? WHERE zone_id = ?").run(at, parentDelay, zoneId);
 export const deleteIncomingKey = (tx: Database, zoneId: string) => tx.query("DELETE FROM dns_zone_incoming_keys WHERE zone_id = ?").run(zoneId).changes > 0;
 
 /** The largest TTL among the zone's stored records (null: it has none besides its SOA). */
@@ -283,3 +309,11 @@ export const largestRecordTtl = (db: Database, zoneId: string) => db.query<{ ttl
 /** The live signed zones, with when they last changed (their signatures' time). */
 export const signedZones = (db: Database) =>
   db.query<{ id: string; name: string; updated_at: number }, []>("SELECT z.id, z.name, z.updated_at FROM dns_zones z JOIN dns_zone_keys k ON k.zone_id = z.id WHERE z.deleted_at IS NULL").all();
+
+/** The live signed zones the rollover schedule looks at: a key lifetime set, or a rollover in progress. */
+export const scheduledZones = (db: Database) =>
+  db
+    .query<{ id: string; name: string; organization_id: string }, []>(
+      "SELECT z.id, z.name, z.organization_id FROM dns_zones z JOIN dns_zone_keys k ON k.zone_id = z.id LEFT JOIN dns_zone_incoming_keys i ON i.zone_id = z.id WHERE z.deleted_at IS NULL AND (k.csk_lifetime > 0 OR i.zone_id IS NOT NULL) ORDER BY z.name",
+    )
+    .all();

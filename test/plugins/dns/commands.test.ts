@@ -109,7 +109,8 @@ describe("dns zone dnssec rollover start|finish|cancel, and show and ds during a
     expect([cancel.code, cancel.requests]).toEqual([2, []]);
     // Resolvers may hold the new DS until the parent's DS TTL passes after it goes: a cancel before then fails them.
     expect(cancel.error?.message).toContain("put the old DS back, wait for the parent's DS TTL, then cancel; leaving the rollover running is always safe (both keys sign)");
-    expect(cancel.error?.message).toEndWith("Then add --yes");
+    expect(cancel.error?.message).toContain("a parent that scans for them may already hold its DS: check (dig +norecurse DS example.test @<parent server>)");
+    expect(cancel.error?.message).toEndWith("Then add --yes (and --force once the CDS is published)");
   });
 
   test("start prints the new DS and the steps; finish and cancel --yes send the confirmed request and say which key signs", async () => {
@@ -202,7 +203,7 @@ describe("dns zone dnssec enable --nsec3 and set --denial: the denial of existen
     for (const [words, options, message] of [
       ["dns zone dnssec enable", { salt: "AABB" }, "--salt and --iterations are NSEC3's parameters: add --nsec3 (enable) or --denial nsec3 (set)"],
       ["dns zone dnssec enable", { iterations: "0" }, "--salt and --iterations are NSEC3's parameters: add --nsec3 (enable) or --denial nsec3 (set)"],
-      ["dns zone dnssec set", {}, "usage: citadel dns zone dnssec set <zone> --denial nsec|nsec3 [--salt HEX]"],
+      ["dns zone dnssec set", {}, "usage: citadel dns zone dnssec set <zone> [--denial nsec|nsec3 [--salt HEX]] [--cds none|rollover|always] [--csk-lifetime DAYS]"],
       ["dns zone dnssec set", { denial: "nsec5" }, "--denial: one of nsec, nsec3"],
       ["dns zone dnssec set", { denial: "nsec", salt: "AABB" }, "--salt and --iterations are NSEC3's parameters: add --nsec3 (enable) or --denial nsec3 (set)"],
       ["dns zone dnssec enable", { nsec3: true, iterations: "-1" }, '--iterations: a whole number from 0 to 65535, not "-1"'],
@@ -255,5 +256,88 @@ describe("dns catalog", () => {
     expect((await show({ name: null, served: false, views: [] })).stdout).toContain("no catalog zone: set [dns] catalog");
     expect((await show({ name: "catalog.citadel.invalid.", served: false, views: [] })).stdout).toContain("not served: the authoritative listener is off");
     expect((await show({ name: "catalog.citadel.invalid.", served: true, views: [] })).stdout).toContain("no secondaries (citadel dns secondary add)");
+  });
+});
+
+describe("dns zone dnssec: CDS/CDNSKEY, the key lifetime, ds-removal and rollover submitted", () => {
+  const org = { org: "org_1" };
+  const base = "/v1/dns/orgs/org_1/zones/example.test/dnssec";
+  const signed = {
+    zone: "example.test.",
+    enabled: true,
+    algorithm: "ECDSAP256SHA256",
+    key_tag: 11111,
+    dnskey: ["example.test. IN DNSKEY 257 3 13 AAAA"],
+    ds: ["example.test. IN DS 11111 13 2 AB"],
+    signatures_expire_at: "2026-12-01T00:00:00.000Z",
+    created_at: "2026-11-01T00:00:00.000Z",
+    keys: [],
+    rollover: null,
+    denial: "nsec",
+    nsec3: null,
+    cds: { mode: "always", since: null, cds: ["example.test. IN CDS 11111 13 2 AB"], cdnskey: ["example.test. IN CDNSKEY 257 3 13 AAAA"] },
+    csk_lifetime_days: 90,
+    next_rollover_at: "2027-01-30T00:00:00.000Z",
+  };
+
+  test("set --cds and --csk-lifetime send the PATCH fields and print what is published and when the next rollover starts; a bad --cds is a usage error", async () => {
+    const set = await runCommand(dnsCommands, "dns zone dnssec set", { args: ["example.test"], options: { ...org, cds: "always", "csk-lifetime": "90" }, answer: () => signed });
+    expect([set.code, set.requests]).toEqual([0, [{ method: "PATCH", path: base, body: { cds: "always", csk_lifetime_days: 90 }, confirmed: false }]]);
+    expect(set.stdout).toContain("CDS/CDNSKEY: always published: the key the parent should point at\n  example.test. IN CDS 11111 13 2 AB\n");
+    expect(set.stdout).toContain("key lifetime: 90 days; next rollover starts 2027-01-30T00:00:00.000Z");
+    const bad = await runCommand(dnsCommands, "dns zone dnssec set", { args: ["example.test"], options: { ...org, cds: "delete" } });
+    expect([bad.code, bad.requests]).toEqual([2, []]);
+  });
+
+  test("disable --via-cds needs --yes, then asks the parent to remove the DS (confirmed POST ds-removal) and says the second step", async () => {
+    const unconfirmed = await runCommand(dnsCommands, "dns zone dnssec disable", { args: ["example.test"], options: { ...org, "via-cds": true } });
+    expect([unconfirmed.code, unconfirmed.requests]).toEqual([2, []]);
+    const asked = await runCommand(dnsCommands, "dns zone dnssec disable", {
+      args: ["example.test"],
+      options: { ...org, "via-cds": true, yes: true },
+      answer: () => ({ ...signed, cds: { mode: "delete", since: "2026-11-02T00:00:00.000Z", cds: ["example.test. IN CDS 0 0 0 00"], cdnskey: ["example.test. IN CDNSKEY 0 3 0 AA=="] } }),
+    });
+    expect([asked.code, asked.requests]).toEqual([0, [{ method: "POST", path: `${base}/ds-removal`, body: undefined, confirmed: true }]]);
+    expect(asked.stdout).toContain("citadel dns zone dnssec disable example.test. --yes");
+  });
+
+  test("rollover submitted needs --yes, then sends the confirmed POST and says from when the schedule finishes", async () => {
+    const unconfirmed = await runCommand(dnsCommands, "dns zone dnssec rollover submitted", { args: ["example.test"], options: org });
+    expect([unconfirmed.code, unconfirmed.requests]).toEqual([2, []]);
+    expect(unconfirmed.error?.message).toContain("then add --yes");
+    const rollover = { auto_finish_at: "2026-11-03T00:00:00.000Z" };
+    const done = await runCommand(dnsCommands, "dns zone dnssec rollover submitted", { args: ["example.test"], options: { ...org, yes: true }, answer: () => ({ ...signed, rollover }) });
+    expect([done.code, done.requests, done.stdout]).toEqual([
+      0,
+      [{ method: "POST", path: `${base}/rollover/submitted`, body: undefined, confirmed: true }],
+      "example.test.: the parent's new DS confirmed; the schedule finishes the rollover from 2026-11-03T00:00:00.000Z, once resolvers can no longer hold the old DS ([dns] dnssec_parent_delay covers the parent's DS TTL: keep it at least that TTL)\n",
+    ]);
+  });
+
+  test("rollover cancel --force sends force=true (a cancel once the new key's CDS is published), confirmed", async () => {
+    const done = await runCommand(dnsCommands, "dns zone dnssec rollover cancel", { args: ["example.test"], options: { ...org, yes: true, force: true }, answer: () => signed });
+    expect([done.code, done.requests]).toEqual([0, [{ method: "DELETE", path: `${base}/rollover?force=true`, body: undefined, confirmed: true }]]);
+  });
+
+  test("show in delete mode with a lifetime: the schedule is paused while the parent is asked to remove the DS (not \"a rollover is in progress\"), and the hint asks the parent itself (found in review)", async () => {
+    const view = { ...signed, cds: { mode: "delete", since: "2026-11-02T00:00:00.000Z", cds: ["example.test. IN CDS 0 0 0 00"], cdnskey: ["example.test. IN CDNSKEY 0 3 0 AA=="] }, csk_lifetime_days: 30, next_rollover_at: null };
+    const run = await runCommand(dnsCommands, "dns zone dnssec show", { args: ["example.test"], options: org, answer: () => view });
+    expect(run.code).toBe(0);
+    expect(run.stdout).not.toContain("a rollover is in progress");
+    expect(run.stdout).toContain("key lifetime: 30 days; paused while the parent is asked to remove the DS");
+    expect(run.stdout).toContain("dig +norecurse DS example.test. @<parent server>");
+  });
+
+  test("show during a rollover says a rollover is in progress", async () => {
+    const rollover = { started_at: "2026-11-02T00:00:00.000Z", published_serial: 2, replace_ds_from: "2026-11-02T01:00:00.000Z", finish_possible_at: "2026-11-02T02:00:00.000Z", can_finish: false, dnskey_ttl: 60, max_ttl: 60, propagation_delay: 60 };
+    const keys = [11111, 22222].map((key_tag, i) => ({ key_tag, state: i === 0 ? "retiring" : "incoming", created_at: "2026-11-01T00:00:00.000Z", dnskey: "x", ds: "y" }));
+    const run = await runCommand(dnsCommands, "dns zone dnssec show", { args: ["example.test"], options: org, answer: () => ({ ...signed, keys, rollover, next_rollover_at: null }) });
+    expect(run.stdout).toContain("key lifetime: 90 days; a rollover is in progress");
+  });
+
+  test("set --csk-lifetime on a key already older than it: says the rollover starts at the schedule's next check (found in review)", async () => {
+    const run = await runCommand(dnsCommands, "dns zone dnssec set", { args: ["example.test"], options: { ...org, "csk-lifetime": "30" }, answer: () => ({ ...signed, csk_lifetime_days: 30, next_rollover_at: "2020-01-31T00:00:00.000Z" }) });
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain("key lifetime: 30 days; the key is older than that: the rollover starts at the schedule's next check (within 10 min)");
   });
 });

@@ -94,7 +94,7 @@ describe("NSEC3 per zone", () => {
     expect(enabled.body).toMatchObject({ enabled: true, denial: "nsec3", nsec3 });
     expect((await c.send("GET", `${zone}/dnssec`, owner)).body).toMatchObject({ denial: "nsec3", nsec3 });
     expect(keyRow(c, id)).toEqual({ denial: "nsec3", nsec3_salt: new Uint8Array(0) });
-    expect(auditOf(c)).toEqual([{ action: "dns.zone.dnssec.enable", reason: expect.stringMatching(/^example\.org\.: signed with a ECDSAP256SHA256 key, tag \d+, NSEC3 \(SHA-1, 0 iterations, no salt\); serial \d+$/) }]);
+    expect(auditOf(c)).toEqual([{ action: "dns.zone.dnssec.enable", reason: expect.stringMatching(/^example\.org\.: signed with a ECDSAP256SHA256 key, tag \d+, NSEC3 \(SHA-1, 0 iterations, no salt\); CDS\/CDNSKEY: rollover; key lifetime: none \(rolled by hand\); serial \d+$/) }]);
     const zoneNow = served(c, id);
     // The apex, www, a.b, b (an empty non-terminal), *.wild, wild (another), lab (an unsigned delegation).
     expect(chainOf(zoneNow)).toEqual({ nsec: 0, nsec3: 7, nsec3param: 1 });

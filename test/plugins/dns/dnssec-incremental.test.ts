@@ -10,7 +10,9 @@
 import { describe, expect, test } from "bun:test";
 import { createPublicKey, verify } from "node:crypto";
 import {
+  DELETE_SIGNAL,
   generateSigningKey,
+  parentSignalFor,
   readRrsig,
   REFRESH_BEFORE_MS,
   rrsigHead,
@@ -382,5 +384,26 @@ describe.each([
     }
     const verdict = dnssecVerify(axfr(served), ORIGIN_TEXT);
     if (verdict !== null) expect(verdict.code).toBe(0);
+  });
+});
+
+describe("signChange and the CDS/CDNSKEY the signer publishes", () => {
+  test("published alike before and after: the change is edited, the CDS and CDNSKEY kept, equal to the zone signed whole; another signal (or none), or a change of the zone's own CDS: declined", () => {
+    const data = new ZoneData(random(11));
+    const parent = parentSignalFor(ORIGIN, [key.dnskey]);
+    const start = Date.now();
+    const served = signZone(data.zone(), [key], start, undefined, { mode: "nsec" }, parent);
+    const record = rr("cds-test", RRType.TXT, ['"x"']);
+    const change: RrsetChange = { owner: record.name, type: RRType.TXT, records: [record] };
+    const soa = rr("@", RRType.SOA, ["ns1.example.net.", "hostmaster.diff.test.", "2", "3600", "900", "1209600", "300"], 3600);
+    const edited = signChange(served, soa, [change], [key], start + 60_000, { mode: "nsec" }, parent);
+    expect(edited).not.toBeNull();
+    expect(edited!.records().filter((r) => r.type === 59 || r.type === 60).length).toBe(2);
+    const unsigned = Zone.build(ORIGIN, [soa, ...data.zone().records().filter((r) => r.type !== RRType.SOA), record]);
+    sameSignedZone(edited!, signZone(unsigned, [key], start + 60_000, signaturesOf(served), { mode: "nsec" }, parent));
+    expect(signChange(served, soa, [change], [key], start + 60_000, { mode: "nsec" }, null)).toBeNull();
+    expect(signChange(served, soa, [change], [key], start + 60_000, { mode: "nsec" }, DELETE_SIGNAL)).toBeNull();
+    // The zone's own CDS is left to the whole path (Citadel's replaces it while it publishes).
+    expect(signChange(served, soa, [{ owner: ORIGIN, type: 59, records: [] }], [key], start + 60_000, { mode: "nsec" }, parent)).toBeNull();
   });
 });

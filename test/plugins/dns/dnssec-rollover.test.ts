@@ -190,7 +190,7 @@ describe("dnssec key rollover", () => {
       { action: "dns.zone.dnssec.enable", reason: expect.any(String) },
       {
         action: "dns.zone.dnssec.rollover.start",
-        reason: expect.stringMatching(new RegExp(`^example\\.org\\.: key rollover started: new key tag ${newTag} published beside key tag ${oldTag}, both sign the zone; serial \\d+; finish possible from \\S+Z$`)),
+        reason: expect.stringMatching(new RegExp(`^example\\.org\\.: key rollover started: new key tag ${newTag} published beside key tag ${oldTag}, both sign the zone; serial \\d+; the DS may change at the parent from \\S+Z; finish possible from \\S+Z$`)),
       },
       {
         action: "dns.zone.dnssec.rollover.finish",
@@ -242,6 +242,12 @@ describe("dnssec key rollover", () => {
       dnskey_ttl: 60,
       max_ttl: 60,
       propagation_delay: 60,
+      ready_at: null,
+      submitted_at: null,
+      auto_finish_at: null,
+      automatic: false,
+      waiting_for: "propagation",
+      waiting: `the new DNSKEY to reach caches and secondaries: the DS may change at the parent from ${new Date(startedAt + 120_000).toISOString()}`,
     });
     c.clock.advance(WAIT_MS - 61_000);
     const path = `${zone}/dnssec/rollover/finish`;

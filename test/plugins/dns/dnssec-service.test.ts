@@ -68,7 +68,7 @@ describe("dnssec per zone", () => {
     const scalar = Buffer.from(pkcs8).subarray(36, 68); // the private scalar in a P-256 PKCS#8 (RFC 5915 inside RFC 5208)
     expect(Buffer.from(row.private_key).includes(scalar)).toBe(false);
     expect(JSON.stringify(auditOf(c)) + JSON.stringify(c.log.lines)).not.toContain(Buffer.from(scalar).toString("base64"));
-    expect(auditOf(c)).toEqual([{ action: "dns.zone.dnssec.enable", reason: expect.stringMatching(/^example\.org\.: signed with a ECDSAP256SHA256 key, tag \d+; serial \d+$/) }]);
+    expect(auditOf(c)).toEqual([{ action: "dns.zone.dnssec.enable", reason: expect.stringMatching(/^example\.org\.: signed with a ECDSAP256SHA256 key, tag \d+; CDS\/CDNSKEY: rollover; key lifetime: none \(rolled by hand\); serial \d+$/) }]);
 
     const served = dnsServiceOf(c.kernel as never).zone(id)!;
     expect(signaturesOf(served)).toBeDefined();

@@ -55,3 +55,9 @@ test("udpWithoutTcp: the resolver's UDP addresses with no TCP listener there, wh
   expect(udpWithoutTcp(["100.64.0.1:53"], ["100.64.0.1:5353", "0.0.0.0:5353"])).toEqual(["100.64.0.1:53"]);
   expect(udpWithoutTcp(["[::ffff:100.64.0.1]:53", "[0::1]:53", "LocalHost:53"], ["100.64.0.1:53", "[::1]:53", "localhost:53"])).toEqual([]);
 });
+
+test("dnssec_parent_delay is at least an hour: it covers the parent's DS TTL, which resolvers may hold after the parent's change (found in review: 0 removed the old key at once)", () => {
+  expect(Value.Check(DnsSettings.properties.dnssec_parent_delay, 3600)).toBe(true);
+  for (const bad of [0, 60, 3599]) expect([bad, Value.Check(DnsSettings.properties.dnssec_parent_delay, bad)]).toEqual([bad, false]);
+  expect(load({ CITADEL_DNS_DNSSEC_PARENT_DELAY: "0" })).toThrow("dns.dnssec_parent_delay");
+});
