@@ -36,6 +36,27 @@ export interface RecordProvider {
    * cheap and must not throw.
    */
   mayAsk?(client: string, name: string): boolean;
+  /**
+   * The view `client` has of the domain, for a provider with `mayAsk`: null for a client told
+   * every name; else `key`, which clients told the same names share (the mesh: the ids of the
+   * networks whose names it is told, "" for none), and `domains`, the names (each one label below
+   * the provider's domain, lower-case, absolute: "prod.mesh.internal.") at or below which it is
+   * told every name and outside which none. In the provider's own zone (none hosted holds the
+   * domain) the DNS server keeps a serial per view (plugins/dns/view-serials.ts), which moves only
+   * when what that view is told changes: the zone's one serial, which moves with every change of
+   * every name, would tell a client the pace of changes it is not told of. Absent: every client is
+   * told the zone's serial. Asked on the answer path (once per client and change): cheap, and must
+   * not throw.
+   */
+  viewOf?(client: string): ProviderView | null;
+  /** With `viewOf`: the keys of the views clients may have now ("" included); the serials of the others are dropped. */
+  views?(): ReadonlySet<string>;
+}
+
+/** A view of a provider's names (RecordProvider.viewOf). */
+export interface ProviderView {
+  readonly key: string;
+  readonly domains: readonly string[];
 }
 
 export class RecordProviders {

@@ -27,6 +27,8 @@ export interface CachedReply {
    * only such a reply is asked about again for each client (the answer path's hot loop).
    */
   restricted?: { generation: number; restricts: boolean };
+  /** The view whose serial its SOA carries (server.ts, Outcome.view); undefined: none, it is everyone's. */
+  view?: string | null;
 }
 
 interface Entry extends CachedReply {

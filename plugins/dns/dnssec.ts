@@ -906,7 +906,7 @@ export function unavailableSigned(zone: Zone): Zone {
 
 const rrsetKey = (r: { name: Name; type: number }) => `${keyOf(r.name)} ${r.type}`;
 
-/** The stored row's key of an RRset (store.ts, migration 0010): its owner in canonical presentation, and its type. */
+/** The stored row's key of an RRset (store.ts, migration 0011): its owner in canonical presentation, and its type. */
 export const storedRrsetKey = (name: Name, type: number) => `${nameToText(lowerName(name))} ${type}`;
 
 /** An RRset's RRSIGs as stored: keyed by the RRset they cover, encoded. */

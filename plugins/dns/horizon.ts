@@ -15,8 +15,8 @@
  * asks as a transfer must: from its address, signed with its TSIG key. Its address alone is
  * not enough: over UDP it can be spoofed, and a secondary of other zones has no claim to them.
  */
-import type { RecordProvider } from "../../src/record-providers.ts";
-import { isSubdomain, lowerName, nameFromWire, nameToText, parseName, type Name } from "./names.ts";
+import type { ProviderView, RecordProvider } from "../../src/record-providers.ts";
+import { isSubdomain, lowerName, nameEquals, nameFromWire, nameToText, parseName, type Name } from "./names.ts";
 import { RRType } from "./rdata.ts";
 import type { Answer, RR } from "./zone.ts";
 
@@ -26,13 +26,29 @@ export interface Horizon {
   restricts(name: Name): boolean;
   /** `client`, asking with the TSIG key `key` (null: unsigned), may not be told `name`. */
   hides(client: string, name: Name, key: Name | null): boolean;
+  /**
+   * The views of the zone at `origin` when it is a provider's own zone (none hosted holds the
+   * provider's domain) and the provider tells them (view-serials.ts); undefined otherwise: every
+   * client is told the zone's serial. A hosted zone that holds a provider's domain has none: its
+   * secondaries serve every name and its real serial to anyone.
+   */
+  views?(origin: Name): ZoneViews | undefined;
   /** Moves whenever what `restricts` answers may have changed (the providers changed). */
   readonly generation: number;
+}
+
+/** A provider's own zone's views, as the horizon finds them. */
+export interface ZoneViews {
+  /** The view of `client` asking with the TSIG key `key` (null: unsigned); null when it is told every name (loopback, `[mesh] dns_clients`, a secondary that may transfer the zone). */
+  of(client: string, key: Name | null): ProviderView | null;
+  /** The keys of the views clients may have now; null: the provider does not say (none is dropped). */
+  live(): ReadonlySet<string> | null;
 }
 
 interface Restricted {
   domain: Name;
   mayAsk: (client: string, name: string) => boolean;
+  views: ZoneViews | null;
 }
 
 /** The record providers' horizon: `update` after every change of the providers. */
@@ -40,14 +56,20 @@ export class ProviderHorizon implements Horizon {
   private restricted: Restricted[] = [];
   generation = 0;
 
-  /** `transfers`: may `client`, signing with `key`, transfer the zone that holds `name`? */
-  constructor(private readonly transfers: (client: string, name: Name, key: Name | null) => boolean) {}
+  /**
+   * `transfers`: may `client`, signing with `key`, transfer the zone that holds `name`?
+   * `ownZone`: is the zone at `origin` a provider's own, not a hosted zone (ServedZones.isProviderOwned)?
+   */
+  constructor(
+    private readonly transfers: (client: string, name: Name, key: Name | null) => boolean,
+    private readonly ownZone: (origin: Name) => boolean = () => true,
+  ) {}
 
   update(providers: readonly RecordProvider[]): void {
     this.generation++;
     this.restricted = providers.flatMap((provider) => {
       const domain = domainOf(provider);
-      return provider.mayAsk && domain ? [{ domain, mayAsk: provider.mayAsk.bind(provider) }] : [];
+      return provider.mayAsk && domain ? [{ domain, mayAsk: provider.mayAsk.bind(provider), views: this.viewsOf(provider, domain) }] : [];
     });
   }
 
@@ -61,6 +83,23 @@ export class ProviderHorizon implements Horizon {
       if (isSubdomain(name, r.domain) && !r.mayAsk(client, nameToText(lowerName(name))) && !this.transfers(client, name, key)) return true;
     }
     return false;
+  }
+
+  views(origin: Name): ZoneViews | undefined {
+    if (!this.ownZone(origin)) return undefined;
+    for (const r of this.restricted) if (nameEquals(r.domain, origin)) return r.views ?? undefined;
+    return undefined;
+  }
+
+  /** A provider's views; null when it does not tell them (a view per client would be a stored serial per stranger's address). */
+  private viewsOf(provider: RecordProvider, domain: Name): ZoneViews | null {
+    const viewOf = provider.viewOf?.bind(provider);
+    if (viewOf === undefined) return null;
+    const live = provider.views?.bind(provider) ?? (() => null);
+    return {
+      of: (client, key) => (this.transfers(client, domain, key) ? null : viewOf(client)),
+      live,
+    };
   }
 }
 

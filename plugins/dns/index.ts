@@ -26,6 +26,7 @@ import { AnalyticsQuery, AnalyticsResponse, DnsAnalytics } from "./analytics.ts"
 import { Notifier, notifySources } from "./notify.ts";
 import { withProvidedRecords } from "./provided.ts";
 import { ProviderHorizon } from "./horizon.ts";
+import { ViewSerials } from "./view-serials.ts";
 import { bothObservers, QueryLog } from "./query-log.ts";
 import { ShieldGate } from "./shield-gate.ts";
 import { FloodWatch } from "./flood-watch.ts";
@@ -251,11 +252,31 @@ export const dnsPlugin = definePlugin<DnsSettings>({
     };
     // The providers' names some clients are not told (the mesh's): followed as the providers change.
     // A secondary is told those of a zone it may transfer, asking as for a transfer (with its key).
-    const horizon = new ProviderHorizon((client, name, key) => {
-      const zone = table.find(name);
-      return zone !== null && view.allowed(client, zone.origin, key, zones.isProviderOwned(zone.origin));
-    });
+    const horizon = new ProviderHorizon(
+      (client, name, key) => {
+        const zone = table.find(name);
+        return zone !== null && view.allowed(client, zone.origin, key, zones.isProviderOwned(zone.origin));
+      },
+      (origin) => zones.isProviderOwned(origin),
+    );
     horizon.update(k.records.list());
+    // The serial each view of a provider's own zone is told (a mesh network's clients: its own
+    // names' changes only), worked out as each zone is built and written behind from a timer.
+    const viewSerials = new ViewSerials({
+      horizon,
+      rows: sql.viewSerials(k.store.db),
+      floors: sql.viewFloors(k.store.db),
+      persist: (changes) =>
+        k.store
+          .write((tx) => {
+            for (const row of changes.floors) sql.saveViewFloor(tx, row);
+            for (const { zone, view } of changes.dropped) sql.dropViewSerial(tx, zone, view);
+            for (const row of changes.saved) sql.saveViewSerial(tx, row);
+          })
+          .catch((e) => k.log.error("dns: the views' serials could not be stored", { error: String(e) })),
+      now: () => k.clock.now(),
+    });
+    table.onSet((zone) => viewSerials.prepare(zone));
     const unsubscribeHorizon = k.records.onChange(() => horizon.update(k.records.list()));
     const unsubscribeProviders = k.records.onChange(providerChanged);
     // Providers registered before this start may have changed since the last run: a new serial then.
@@ -294,6 +315,7 @@ export const dnsPlugin = definePlugin<DnsSettings>({
           tsigKey: (name) => view.tsigKey(name),
           transfers: { allowed: (client, zone, key) => transferAllowed(k, view, client, zone, key, zones.isProviderOwned(zone)) },
           horizon,
+          viewSerials,
           ...(catalog ? { catalog: { origin: catalog.origin, viewFor: (client: string, key: Name | null, transfer: boolean) => catalogViewFor(k, catalog, client, key, transfer) } } : {}),
           now: () => k.clock.now(),
           log: k.log,
@@ -318,7 +340,7 @@ export const dnsPlugin = definePlugin<DnsSettings>({
       for (const { zone, targets } of catalog?.all() ?? []) notifier.notify(zone, targets);
       catalog?.serving(true);
     }
-    const resolver = await startFilteringResolver(k, table, horizon);
+    const resolver = await startFilteringResolver(k, table, horizon, viewSerials);
     return async () => {
       unregisterSubjects();
       unregisterDeletion();
@@ -332,6 +354,7 @@ export const dnsPlugin = definePlugin<DnsSettings>({
       // even when one before it fails: a socket left open would hold its port.
       const parts = new Lifecycle(k.log);
       parts.started("dns query log", () => queryLog?.close());
+      parts.started("dns view serials", () => viewSerials.flush());
       parts.started("dns listeners", () => server?.stop());
       parts.started("dns notifier", () => notifier.stop());
       parts.started("dns resolver", () => resolver?.stop());
@@ -925,7 +948,7 @@ function queryMetrics(metrics: Metrics): QueryObserver {
  * answered locally, the blocklists loaded (a bad line is skipped and counted; an unreadable file
  * is logged and leaves the resolver without it), forwarding only to the configured upstreams.
  */
-async function startFilteringResolver(k: Kernel<DnsSettings>, zones: ZoneTable, horizon: ProviderHorizon): Promise<Resolver | null> {
+async function startFilteringResolver(k: Kernel<DnsSettings>, zones: ZoneTable, horizon: ProviderHorizon, viewSerials: ViewSerials): Promise<Resolver | null> {
   const s = k.settings;
   if (s.resolver_udp.length === 0 && s.resolver_tcp.length === 0) return null;
   warnIfOpen(k);
@@ -957,6 +980,7 @@ async function startFilteringResolver(k: Kernel<DnsSettings>, zones: ZoneTable, 
       local: zones,
       // The providers' split horizon: a mesh network's client is told its own network's names only.
       horizon,
+      viewSerials,
       log: k.log,
       // The cache's ages: a clock that never goes back (a wall clock stepped back served stale answers).
       now: () => k.clock.elapsed?.() ?? k.clock.now(),

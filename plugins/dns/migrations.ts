@@ -160,13 +160,32 @@ export const dnsMigrations: readonly Migration[] = [
     ALTER TABLE dns_zone_incoming_keys ADD COLUMN automatic INTEGER NOT NULL DEFAULT 0 CHECK (automatic IN (0, 1));`,
   },
   {
-    id: "0010_dns_zone_rrsigs",
+    id: "0010_dns_view_serials",
+    // The serial each view of a provider's own zone with split-horizon names is told (view-serials.ts: a mesh
+    // network's clients, told that network's names), with the fingerprint of what the view was
+    // told when it last moved: it moves when that does and only then, a restart included, so a
+    // client never learns the pace of changes it is not told of, and never sees the serial go back;
+    // and the floor a new view starts from (not the zone's serial, which counts every view's changes).
+    up: `CREATE TABLE dns_view_serials (
+      zone        TEXT NOT NULL,                  -- the zone's name, canonical ("mesh.internal.")
+      view        TEXT NOT NULL,                  -- the provider's key of the view (the mesh's: its network ids)
+      fingerprint TEXT NOT NULL,                  -- SHA-256 of what the view was told (the apex's records, the SOA's serial left out, and its domains' records)
+      serial      INTEGER NOT NULL,               -- the view's serial
+      PRIMARY KEY (zone, view)
+    ) STRICT;
+    CREATE TABLE dns_view_floors (
+      zone   TEXT PRIMARY KEY,                    -- the zone's name, canonical
+      serial INTEGER NOT NULL                     -- the zone's serial when it first had views: new views start from it, no tenant's change moves it
+    ) STRICT;`,
+  },
+  {
+    id: "0011_dns_zone_rrsigs",
     // A signed zone's stored RRSIGs (what a sealed start serves) one row per RRset they sign,
     // rather than all of them in dns_zone_keys.rrsigs, one blob written again whole at every
     // change: a change to a signed zone writes the rows of the RRsets it signed and removes
     // those of the RRsets it removed. dns_zone_keys.signed_serial still says which serial they
     // sign. A blob stored before stays, and is read, until the zone's next signing writes rows
-    // (and sets it to NULL). 0009 is left to the CDS/CDNSKEY migration made at the same time.
+    // (and sets it to NULL). (0009 and 0010 went to CDS/CDNSKEY and view serials, made at the same time.)
     up: `CREATE TABLE dns_zone_rrsigs (
       zone_id TEXT NOT NULL REFERENCES dns_zones (id),
       rrset   TEXT NOT NULL,                     -- "owner type": the owner in canonical presentation, lower-case, absolute; the type covered as a number

@@ -61,6 +61,7 @@ import { RRType } from "./rdata.ts";
 import { ClientSlots, framed, readMessages, writeOrQueue, type StreamState } from "./tcp-stream.ts";
 import { touchesRestricted, withoutHidden, type Horizon } from "./horizon.ts";
 import type { ZoneSource } from "./server.ts";
+import { inView, type ViewSerialSource } from "./view-serials.ts";
 import { MAX_CNAME_CHAIN, MAX_TTL, type Answer, type RR, type Zone } from "./zone.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -117,6 +118,8 @@ export interface ResolverOptions {
    * carries along. Absent: every name to every client let in.
    */
   horizon?: Horizon;
+  /** The serial each client is told in the SOA of a local zone with names some clients are not told (view-serials.ts), as the authoritative server tells it. */
+  viewSerials?: ViewSerialSource;
   /** Private names (PRIVATE_ZONES, single-label names): answered here ("local", the default) or forwarded. */
   privateNames?: PrivateNames;
   log: Logger;
@@ -902,7 +905,8 @@ class ResolverCore {
     if (this.options.horizon?.hides(client, q.name, null)) return REFUSED;
     const zone = this.options.local?.find(q.name) ?? null;
     if (zone !== null) {
-      const answer = this.visible(zone.lookup(q.name, q.type, { minimalAny: transport === "udp", nested: this.options.local?.nestedIn?.(zone) }), q.name, client); // RFC 8482
+      let answer = this.visible(zone.lookup(q.name, q.type, { minimalAny: transport === "udp", nested: this.options.local?.nestedIn?.(zone) }), q.name, client); // RFC 8482
+      if (this.options.viewSerials !== undefined) answer = inView(answer, zone, client, null, this.options.viewSerials);
       // A referral is not an answer: a name delegated away is resolved like any other.
       if (answer.aa) {
         const local: AnswerOutcome = { kind: "answer", local: true, rcode: answer.rcode, aa: true, answer: answer.answer.map(toRecord), authority: answer.authority.map(toRecord), additional: answer.additional.map(toRecord) };

@@ -39,6 +39,7 @@ import { appendUnsignedError, FUDGE_SECONDS, readTsig, RCODE_NOTAUTH, sign, sign
 import { NestedZones, type Answer, type RR, type Zone } from "./zone.ts";
 import { signaturesOf } from "./dnssec.ts";
 import { dnssecAnswer } from "./dnssec-answer.ts";
+import { inView, type ViewSerialSource } from "./view-serials.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Zones
@@ -85,11 +86,20 @@ export class ZoneTable implements ZoneSource {
   /** Each zone's nested zones (see nestedIn), worked out again after a change. */
   private nested: Map<Zone, NestedZones> | null = null;
 
+  /** Told of each zone set, as it is set (view-serials.ts works out what the zone's views are told then, off the answer path). */
+  private readonly listeners: Array<(zone: Zone) => void> = [];
+
   /** Adds or replaces the zone at `zone.origin`. */
   set(zone: Zone): void {
+    for (const listener of this.listeners) listener(zone);
     this.zones.set(keyOf(zone.origin), zone);
     this.version++;
     this.nested = null;
+  }
+
+  /** `listener` is told of every zone set from now on. */
+  onSet(listener: (zone: Zone) => void): void {
+    this.listeners.push(listener);
   }
 
   /** Removes the zone at `origin`; true when there was one. */
@@ -225,9 +235,15 @@ interface Outcome {
   cacheable: boolean;
   /** The gate refused, dropped or truncated it (the shield must not count its own refusals). */
   gated: boolean;
+  /**
+   * The view whose serial its SOA carries (view-serials.ts; null: the zone's own, told to a
+   * client told every name), or undefined when it carries no SOA of a zone with views: a reply
+   * with a view is reused only for a client of the same view.
+   */
+  view: string | null | undefined;
 }
 
-const newOutcome = (): Outcome => ({ zone: null, qname: null, qtype: 0, rcode: 0, error: null, more: null, cacheable: false, gated: false });
+const newOutcome = (): Outcome => ({ zone: null, qname: null, qtype: 0, rcode: 0, error: null, more: null, cacheable: false, gated: false, view: undefined });
 
 /** What answers are made from besides the packet: the zones, the gate, and for TSIG and transfers the keys and policy. */
 export interface AnswerContext {
@@ -248,6 +264,8 @@ export interface AnswerContext {
   horizon?: Horizon;
   /** The catalog zone (RFC 9432), served to the secondaries only, each its own view; absent: none. */
   catalog?: CatalogSource;
+  /** The serial each client is told in the SOA of a zone with names some clients are not told; absent: the zone's own to all. */
+  viewSerials?: ViewSerialSource;
 }
 
 /**
@@ -303,6 +321,7 @@ function answerInto(packet: Uint8Array, client: string, transport: "udp" | "tcp"
   out.more = null;
   out.cacheable = false;
   out.gated = false;
+  out.view = undefined;
   // Never answer a response (or what is not even a header): that is how reflection loops start.
   if (packet.length < HEADER_LENGTH || (packet[2]! & 0x80) !== 0) return null;
 
@@ -524,6 +543,8 @@ function replyTo(query: Query, packet: Uint8Array, client: string, transport: "u
     }
     const signatures = signaturesOf(zone);
     if (signatures !== undefined) answer = dnssecAnswer(answer, q.name, q.type, signatures, query.edns?.dnssecOk === true);
+    // A signed zone holds no provider's names (dnssec-service.ts): its SOA is never a view's.
+    else if (ctx.viewSerials !== undefined) answer = inView(answer, zone, client, keyName, ctx.viewSerials, out);
     return answerReply(query, answer, limit, out);
   } catch (e) {
     out.more = null;
@@ -688,14 +709,23 @@ export class CachingAnswerer {
     if (key < 0) return answerInto(packet, client, transport, this.context, out);
     const { qnameEnd, limit, flags } = lastQuestion;
     const cached = this.cache.get(key, packet, version!);
-    if (cached !== undefined) return this.fromCache(cached, packet, qnameEnd, client, transport);
+    if (cached !== undefined && this.inViewOf(cached, client)) return this.fromCache(cached, packet, qnameEnd, client, transport);
     const reply = answerInto(packet, client, transport, this.context, out);
     if (out.cacheable && reply !== null && out.qname !== null) {
       const horizon = this.context.horizon;
       const restricted = horizon ? { generation: horizon.generation, restricts: horizon.restricts(out.qname) } : undefined;
-      this.cache.set(key, packet, qnameEnd, limit, flags, version!, { bytes: reply, zone: out.zone, qname: out.qname, qtype: out.qtype, rcode: out.rcode, restricted });
+      this.cache.set(key, packet, qnameEnd, limit, flags, version!, { bytes: reply, zone: out.zone, qname: out.qname, qtype: out.qtype, rcode: out.rcode, restricted, view: out.view });
     }
     return reply;
+  }
+
+  /**
+   * Whether a cached reply may go to `client`: one whose SOA carries a view's serial only to a
+   * client of that view (another is answered by the full path, whose reply then takes its place).
+   */
+  private inViewOf(cached: CachedReply, client: string): boolean {
+    if (cached.view === undefined || cached.zone === null) return true;
+    return this.context.viewSerials?.viewOf(client, cached.zone) === cached.view;
   }
 
   /** A cached reply for this packet, after the gate; fills `outcome` as the full path would. */
@@ -708,6 +738,7 @@ export class CachingAnswerer {
     out.error = null;
     out.more = null;
     out.cacheable = true;
+    out.view = cached.view;
     const decision = this.context.gate.decide(client, cached.qname, cached.qtype, transport);
     out.gated = decision !== "answer";
     if (decision === "drop") return null;
@@ -756,6 +787,8 @@ export interface DnsServerOptions {
   horizon?: Horizon;
   /** The catalog zone, told only to the secondaries; absent: none. */
   catalog?: CatalogSource;
+  /** The serial each client is told in the SOA of a zone with names some clients are not told; absent: the zone's own to all. */
+  viewSerials?: ViewSerialSource;
   now?: () => number;
   log: Logger;
   /** A TCP connection with nothing received for this long is closed. Default 10000. */
@@ -817,7 +850,7 @@ class DnsServerRuntime {
   private allClosed: (() => void) | null = null;
 
   constructor(readonly options: DnsServerOptions) {
-    this.answerer = new CachingAnswerer({ zones: options.zones, gate: options.gate ?? allowAll, tsigKey: options.tsigKey, transfers: options.transfers, horizon: options.horizon, catalog: options.catalog, now: options.now, vouchedTimes: new Map() });
+    this.answerer = new CachingAnswerer({ zones: options.zones, gate: options.gate ?? allowAll, tsigKey: options.tsigKey, transfers: options.transfers, horizon: options.horizon, catalog: options.catalog, viewSerials: options.viewSerials, now: options.now, vouchedTimes: new Map() });
     this.now = options.now ?? Date.now;
     this.idleMs = options.tcpIdleMs ?? 10_000;
     this.maxConnections = options.maxTcpConnections ?? 256;

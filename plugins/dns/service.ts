@@ -337,6 +337,9 @@ export class DnsService {
     // view's serial, as a view's serial moves (catalog.ts): the secondary may have held another
     // view's since the backup (its key changed).
     const catalogBefore = readPrevious(state.previous, (db) => (hasTable(db, "dns_catalog_serials") ? sql.catalogSerials(db) : []));
+    // And each view's serial of a zone with split-horizon names (view-serials.ts): its clients
+    // hold it as a cache does, and a view's serial never goes back.
+    const viewsBefore = readPrevious(state.previous, (db) => (hasTable(db, "dns_view_serials") ? sql.viewSerials(db) : []));
     const now = this.now();
     return this.write((tx) => {
       if (!claimRestoreStep(tx, state.id, "dns", now)) return 0;
@@ -353,7 +356,16 @@ export class DnsService {
       for (const v of views) sql.setCatalogSerial(tx, v.view, v.fingerprint, serialAfterRestore(v.serial, everyViewBefore, now));
       const missingViews = (catalogBefore ?? []).filter((before) => !views.some((v) => v.view === before.view));
       for (const { view, serial } of missingViews) sql.saveCatalogSerial(tx, { view, fingerprint: "", serial: serialAfterRestore(serial, everyViewBefore, now) });
-      return zones.length + providers.length + missing.length + views.length + missingViews.length;
+      const zoneViews = sql.viewSerials(tx);
+      const idOf = (v: { zone: string; view: string }) => `${v.zone}\n${v.view}`;
+      const zoneViewsBefore = viewsBefore === null ? null : new Map(viewsBefore.map((v) => [idOf(v), v.serial]));
+      for (const v of zoneViews) {
+        const before = zoneViewsBefore === null ? null : zoneViewsBefore.has(idOf(v)) ? [zoneViewsBefore.get(idOf(v))!] : [];
+        sql.setViewSerial(tx, { ...v, serial: serialAfterRestore(v.serial, before, now) });
+      }
+      const missingZoneViews = (viewsBefore ?? []).filter((before) => !zoneViews.some((v) => idOf(v) === idOf(before)));
+      for (const v of missingZoneViews) sql.saveViewSerial(tx, { ...v, fingerprint: "", serial: serialAfterRestore(v.serial, [v.serial], now) });
+      return zones.length + providers.length + missing.length + views.length + missingViews.length + zoneViews.length + missingZoneViews.length;
     });
   }
 

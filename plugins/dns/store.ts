@@ -1,5 +1,6 @@
 /** All SQL of the dns plugin. Functions take the database (or the open transaction) first. */
 import type { Database } from "bun:sqlite";
+import type { ViewFloorRow, ViewSerialRow } from "./view-serials.ts";
 
 export interface ZoneRow {
   id: string;
@@ -167,6 +168,20 @@ export const saveProviderSerial = (tx: Database, row: ProviderSerialRow) =>
     .query("INSERT INTO dns_provider_serials (provider, fingerprint, serial) VALUES (?, ?, ?) ON CONFLICT (provider) DO UPDATE SET fingerprint = excluded.fingerprint, serial = excluded.serial")
     .run(row.provider, row.fingerprint, row.serial);
 
+// --- the serials of a zone's views (view-serials.ts) -------------------------------------------
+
+export const viewSerials = (db: Database) => db.query<ViewSerialRow, []>("SELECT * FROM dns_view_serials").all();
+export const setViewSerial = (tx: Database, row: ViewSerialRow) => tx.query("UPDATE dns_view_serials SET fingerprint = ?, serial = ? WHERE zone = ? AND view = ?").run(row.fingerprint, row.serial, row.zone, row.view);
+export const saveViewSerial = (tx: Database, row: ViewSerialRow) =>
+  tx
+    .query("INSERT INTO dns_view_serials (zone, view, fingerprint, serial) VALUES (?, ?, ?, ?) ON CONFLICT (zone, view) DO UPDATE SET fingerprint = excluded.fingerprint, serial = excluded.serial")
+    .run(row.zone, row.view, row.fingerprint, row.serial);
+
+export const dropViewSerial = (tx: Database, zone: string, view: string) => tx.query("DELETE FROM dns_view_serials WHERE zone = ? AND view = ?").run(zone, view);
+export const viewFloors = (db: Database) => db.query<ViewFloorRow, []>("SELECT * FROM dns_view_floors").all();
+/** A zone's floor is set once (view-serials.ts): a second one is ignored. */
+export const saveViewFloor = (tx: Database, row: ViewFloorRow) => tx.query("INSERT INTO dns_view_floors (zone, serial) VALUES (?, ?) ON CONFLICT (zone) DO NOTHING").run(row.zone, row.serial);
+
 // --- the catalog zone ----------------------------------------------------------------------
 
 export interface CatalogSerialRow {
@@ -223,7 +238,7 @@ export const setZoneKeyLifetime = (tx: Database, zoneId: string, days: number) =
 export const setZoneDenial = (tx: Database, zoneId: string, denial: DenialMode, nsec3Salt: Uint8Array) =>
   tx.query("UPDATE dns_zone_keys SET denial = ?, nsec3_salt = ? WHERE zone_id = ?").run(denial, nsec3Salt, zoneId);
 /**
- * The zone's stored RRSIGs become `rrsets`' (each RRset's, by `owner type`: migration 0010),
+ * The zone's stored RRSIGs become `rrsets`' (each RRset's, by `owner type`: migration 0011),
  * signing `serial`; those stored before go, a blob of an older Citadel's with them.
  */
 export function saveZoneRrsigs(db: Database, zoneId: string, serial: number, rrsets: Iterable<{ rrset: string; rrsigs: Uint8Array }>): void {

@@ -26,6 +26,7 @@
  */
 import type { Logger } from "../../src/log.ts";
 import { cidrContains, formatIp, isLoopback, parseIp, unmapIpv4, type Cidr, type IpAddress } from "../../src/net/ip.ts";
+import type { ProviderView } from "../../src/record-providers.ts";
 
 /** A network as stored: its id, name, organization, prefixes ("100.64.0.0/16", "fd7a:115c:a1e0::/48") and when it was made (ms). */
 export interface StoredNetwork {
@@ -57,10 +58,17 @@ export interface ServedNode {
   ipv6: string;
 }
 
+/** The view of a client told none of the mesh's names (a stranger). */
+const NO_VIEW: ProviderView = { key: "", domains: [] };
+
 export class DnsClients {
   private readonly apex: string;
   /** A node's address (canonical text) → the names its networks' own are at or below ("prod.mesh.internal."). */
   private domainsAt = new Map<string, readonly string[]>();
+  /** A node's address → its view (viewOf): the ids of the networks whose names it is told, and their domains. */
+  private viewsAt = new Map<string, ProviderView>();
+  /** The keys of every view a client may have now (views), "" (told none) included. */
+  private viewKeys: ReadonlySet<string> = new Set([""]);
   /** The addresses shared across organizations warned of (by the networks' names), so that each sharing is told once. */
   private warned = new Set<string>();
   /** The nodes' addresses and networks domainsAt was built from (addressPairs), so that a change that moves none rebuilds nothing. */
@@ -102,6 +110,8 @@ export class DnsClients {
       }
     }
     const domainsAt = new Map<string, readonly string[]>();
+    const viewsAt = new Map<string, ProviderView>();
+    const views = new Map<string, ProviderView>([["", NO_VIEW]]);
     const shared = new Map<string, { networks: StoredNetwork[]; addresses: string[] }>();
     for (const [address, networks] of networksAt) {
       // At nodes of two organizations, telling it both would tell one organization's nodes the
@@ -109,9 +119,17 @@ export class DnsClients {
       // by taking its addresses. The organization of the network made first keeps it.
       const told = ofOneOrganization(networks) ? networks : ofFirstOrganization(networks);
       domainsAt.set(address, told.map((n) => `${n.name}.${this.apex}`)); // network names are lower-case DNS labels
+      // By id, not name: a network made again under a gone one's name (by another organization)
+      // is another view, and starts from no serial of the gone one's.
+      const key = told.map((n) => n.id).sort().join(" ");
+      const view = views.get(key) ?? { key, domains: told.map((n) => `${n.name}.${this.apex}`) };
+      views.set(key, view);
+      viewsAt.set(address, view);
       if (told.length < networks.length) noteShared(shared, networks, address);
     }
     this.domainsAt = domainsAt;
+    this.viewsAt = viewsAt;
+    this.viewKeys = new Set(views.keys());
     this.warnOfShared(shared);
     return true;
   }
@@ -124,6 +142,24 @@ export class DnsClients {
     const domains = this.domainsAt.get(formatIp(ip));
     if (domains === undefined) return false;
     return name === this.apex || domains.some((domain) => isAtOrBelow(name, domain));
+  }
+
+  /**
+   * The view `client` has of the mesh's names (RecordProvider.viewOf): null when it is told every
+   * name (loopback, [mesh] dns_clients), else the networks whose names it is told — clients told
+   * the same networks' names share it, and the DNS server tells them a serial that moves only with
+   * those names (and the domain's own records) — or the view of none ("") for the rest.
+   */
+  viewOf(client: string): ProviderView | null {
+    const ip = clientAddress(client);
+    if (ip === null) return NO_VIEW;
+    if (isLoopback(ip) || this.configured.some((prefix) => cidrContains(prefix, ip))) return null;
+    return this.viewsAt.get(formatIp(ip)) ?? NO_VIEW;
+  }
+
+  /** The keys of the views clients may have now (RecordProvider.views): a network without nodes has none. */
+  views(): ReadonlySet<string> {
+    return this.viewKeys;
   }
 
   /** Each set of networks whose nodes share addresses across organizations is logged once; one that goes away and comes back is logged again. */

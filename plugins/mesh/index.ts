@@ -343,6 +343,8 @@ function serveNames(k: Kernel<MeshSettings>, mesh: MeshService, domain: string):
     domain: domain.endsWith(".") ? domain : `${domain}.`,
     records: () => nodeRecords(served, k.settings.dns_ttl),
     mayAsk: (client, name) => clients.allows(client, name),
+    viewOf: (client) => clients.viewOf(client),
+    views: () => clients.views(),
   });
   const unsubscribe = mesh.onChange(() => {
     served = servedNodes(k, mesh);

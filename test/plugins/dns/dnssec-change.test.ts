@@ -64,7 +64,7 @@ function servedIsStoredSigned(c: App, id: string, denial: Denial): void {
   const row = sql.liveZoneById(db, id)!;
   const key = sql.zoneKey(db, id)!;
   expect(key.signed_serial).toBe(row.serial);
-  expect(key.rrsigs).toBeNull(); // stored one row per RRset (migration 0010), no blob
+  expect(key.rrsigs).toBeNull(); // stored one row per RRset (migration 0011), no blob
   const stored = sql.storedRrsigs(db, id, null).flatMap(decodeRrsigs);
   const records = sql.recordsOf(db, id).map((r) => ({ name: parseName(r.owner, null), ttl: r.ttl, type: r.type, rdata: new Uint8Array(r.rdata) }));
   const whole = withStoredSignatures(Zone.build(parseName(row.name, null), [soaRecord(row), ...records], { loading: true }), [new Uint8Array(key.dnskey)], stored, denial);
@@ -150,7 +150,7 @@ describe.each([
     expect(dns.zone(id)!.records().some((r) => nameToText(r.name) === "behind.example.org.")).toBe(true);
   });
 
-  test("RRSIGs stored as one blob (an older Citadel's, before migration 0010): read as they are; the next change stores them one row per RRset, the blob gone", async () => {
+  test("RRSIGs stored as one blob (an older Citadel's, before migration 0011): read as they are; the next change stores them one row per RRset, the blob gone", async () => {
     const { c, owner, zone, id } = await signedZone(mode);
     const db = c.kernel.store.db;
     const rows = sql.storedRrsigs(db, id, null);

@@ -18,6 +18,8 @@ import { startDnsServer, ZoneTable, type QueryEvent } from "../../../plugins/dns
 import { parseIp } from "../../../src/net/ip.ts";
 import { Zone } from "../../../plugins/dns/zone.ts";
 import { parseZoneFile } from "../../../plugins/dns/zone-file.ts";
+import { soaSerial } from "../../../plugins/dns/transfer.ts";
+import { ViewSerials } from "../../../plugins/dns/view-serials.ts";
 import { buildQuery, DnsClient, freeUdpTcpPort, queryTcp } from "../../helpers/reference-dns.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -808,6 +810,35 @@ mail.prod.mesh A 100.64.0.2
     expect(rdata(byId(1))).toEqual(["db.example.org. 60 5 db1.prod.mesh.example.org.", "db1.prod.mesh.example.org. 60 1 100.64.0.1"]);
     expect(rdata(byId(2))).toEqual(["db.other.internal. 60 5 db1.prod.mesh.example.org.", "db1.prod.mesh.example.org. 60 1 100.64.0.1"]);
     expect(additional(byId(3))).toContain("mail.prod.mesh.example.org.");
+  });
+});
+
+describe("the SOA serial of a view (view-serials.ts), as the authoritative server tells it", () => {
+  test("a network's client of a provider's own zone is told its view's serial in a negative answer, which the other networks' changes do not move", async () => {
+    const zoneAt = (serial: number, mesh: string) => build("mesh.example.org.", `$TTL 60\n@ SOA ns hostmaster ${serial} 1h 15m 1w 60\n@ NS ns\nns A 10.0.0.1\n${mesh}`);
+    const local = new ZoneTable();
+    local.set(zoneAt(1, "db1.prod A 100.64.0.1\n"));
+    const horizon = new ProviderHorizon(() => false);
+    // 127.0.0.2 is a client of prod (told prod's names); 127.0.0.1 is told every name (loopback).
+    const prod = { key: "net_prod", domains: ["prod.mesh.example.org."] };
+    horizon.update([{ name: "mesh", domain: "mesh.example.org.", records: () => [], mayAsk: (client, name) => client !== "127.0.0.2" || name === "mesh.example.org." || name.endsWith(".prod.mesh.example.org."), viewOf: (client) => (client === "127.0.0.2" ? prod : null), views: () => new Set(["", "net_prod"]) }]);
+    const viewSerials = new ViewSerials({ horizon, rows: [], floors: [], persist: () => {}, now: () => 1_800_000_000_000 });
+    local.onSet((zone) => viewSerials.prepare(zone));
+    const { ask, udp } = await start({ local, horizon, viewSerials });
+    const { socket, replies } = await clientAt("127.0.0.2");
+    const serialOf = (m: Message) => soaSerial(m.authority.find((rr) => rr.type === RRType.SOA)!.rdata);
+    const fromClient = async (id: number) => {
+      socket.send(buildQuery({ id, name: parseName("nothing.prod.mesh.example.org.", null), type: RRType.A, rd: true }), udp, "127.0.0.1");
+      for (const until = Date.now() + 5000; !replies.some((m) => m.id === id) && Date.now() < until; ) await Bun.sleep(10);
+      return serialOf(replies.find((m) => m.id === id)!);
+    };
+    expect([serialOf(await ask("nope.mesh.example.org")), await fromClient(1)]).toEqual([1, 1_800_000_000]);
+    // Another network's names change: the zone's serial moves, the view's does not.
+    local.set(zoneAt(2, "db1.prod A 100.64.0.1\ndb2.ops A 100.80.0.2\n"));
+    expect([serialOf(await ask("nope.mesh.example.org")), await fromClient(2)]).toEqual([2, 1_800_000_000]);
+    // Its own do: it moves (RFC 1982, one past the clock's second here).
+    local.set(zoneAt(3, "db1.prod A 100.64.0.1\ndb3.prod A 100.64.0.3\ndb2.ops A 100.80.0.2\n"));
+    expect(await fromClient(3)).toBe(1_800_000_001);
   });
 });
 

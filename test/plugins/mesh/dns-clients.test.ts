@@ -191,3 +191,17 @@ test("0.0.0.0/0 tells every IPv4 client, ::/0 every IPv6 one (an IPv4 client on 
   const v6 = new DnsClients("mesh.internal.", dnsClientPrefixes(["::/0"]), () => []);
   expect([v6.allows("203.0.113.7", DB1), v6.allows("::ffff:203.0.113.7", DB1), v6.allows("2001:db8::1", DB1)]).toEqual([false, false, true]);
 });
+
+test("a client's view (the serial it is told follows it): none for those told every name, its networks' ids and domains for a node's address in any form, \"\" for the rest; the views clients have", () => {
+  const OPS = { id: "net_ops", created_at: 3, name: "ops", organization_id: "org_b", ipv4: "100.80.0.0/16", ipv6: "fd00:5::/48" };
+  const clients = new DnsClients("mesh.internal.", dnsClientPrefixes(["10.0.0.0/8"]), () => [...NODES, node(OPS, 9)]);
+  expect(["127.0.0.1", "::1", "10.1.2.3"].map((c) => clients.viewOf(c))).toEqual([null, null, null]);
+  expect(["100.64.0.9", "::ffff:100.64.0.9", "FD7A:115C:A1E0:0:0:0:0:0009"].map((c) => clients.viewOf(c))).toEqual([0, 1, 2].map(() => ({ key: "net_prod", domains: ["prod.mesh.internal."] })));
+  expect([clients.viewOf("100.65.0.9")?.key, clients.viewOf("100.80.0.9")?.key]).toEqual(["net_dev", "net_ops"]);
+  expect(["100.64.0.200", "203.0.113.7", "not an address"].map((c) => clients.viewOf(c))).toEqual([0, 1, 2].map(() => ({ key: "", domains: [] })));
+  expect([...clients.views()].sort()).toEqual(["", "net_dev", "net_ops", "net_prod"]);
+  // Two networks of one organization at one address: one view of both.
+  const shared = new DnsClients("mesh.internal.", [], () => [node(PROD, 9), { ...node(DEV, 9), ipv4: "100.64.0.9" }]);
+  expect(shared.viewOf("100.64.0.9")?.key).toBe("net_dev net_prod");
+  expect([...shared.viewOf("100.64.0.9")!.domains].sort()).toEqual(["dev.mesh.internal.", "prod.mesh.internal."]);
+});
