@@ -742,22 +742,27 @@ export function signChange(served: Zone, soa: RR, changes: readonly RrsetChange[
     const cname = rrsets?.get(RRType.CNAME);
     if (cname && (cname.length > 1 || [...rrsets!.keys()].some((t) => t !== RRType.CNAME && t !== TYPE_NSEC))) return null;
   }
-  // The names that came into existence or went: the owners changed and the empty non-terminals above them.
+  // The names that came into existence or went: the owners changed and the empty non-terminals
+  // above them. Asked of the zone once its chain is edited: before, a name whose last RRset went
+  // still holds its NSEC (and its parents that child), and would be taken to exist still (found in
+  // review: the answer path then proved a wildcard answer for a removed name with nothing).
   const appeared: Name[] = [];
   const vanished: Name[] = [];
-  const walked = new Set<string>();
-  for (const owner of owners.values()) {
-    for (let skip = 0; owner.length - skip > origin.length; skip++) {
-      const name = owner.slice(skip);
-      const key = keyOf(name);
-      if (walked.has(key)) break;
-      walked.add(key);
-      const was = previous.existsKey(key);
-      const is = zone.rrsetsAt(name) !== undefined;
-      if (was && !is) vanished.push(name);
-      if (is && !was) appeared.push(name);
+  const findExistenceChanges = () => {
+    const walked = new Set<string>();
+    for (const owner of owners.values()) {
+      for (let skip = 0; owner.length - skip > origin.length; skip++) {
+        const name = owner.slice(skip);
+        const key = keyOf(name);
+        if (walked.has(key)) break;
+        walked.add(key);
+        const was = previous.existsKey(key);
+        const is = zone.rrsetsAt(name) !== undefined;
+        if (was && !is) vanished.push(name);
+        if (is && !was) appeared.push(name);
+      }
     }
-  }
+  };
   const denialTtl = Math.min(soa.ttl, minimumOf(soa));
   const toSign: RR[][] = [[zone.soa()]];
   const removed: Array<{ name: Name; type: number }> = [];
@@ -790,7 +795,9 @@ export function signChange(served: Zone, soa: RR, changes: readonly RrsetChange[
       toSign.push([...zone.rrsetsAt(nsec.name)!.get(TYPE_NSEC)!]);
       sigOwners.set(keyOf(nsec.name), nsec.name);
     }
+    findExistenceChanges();
   } else {
+    findExistenceChanges(); // no NSEC3 in the zone's nodes: the zone as changed says it
     // RFC 5155 section 7.1, as SignedLayout: the types at a name and RRSIG; none at an empty non-terminal.
     const put: ChainName[] = [];
     const named = new Map([...owners.values(), ...appeared].map((name) => [keyOf(name), name]));
