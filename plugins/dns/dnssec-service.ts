@@ -42,19 +42,21 @@ import {
   dnskeyText,
   dsOf,
   dsText,
-  encodeRrsigs,
   generateSigningKey,
   keyTag,
   NSEC_DENIAL,
   parentSignalFor,
   REFRESH_BEFORE_MS,
+  changedRows,
   signaturesOf,
+  signChange,
   signingKeyFrom,
   signZone,
   unavailableSigned,
   VALIDITY_MS,
   withStoredSignatures,
   type Denial,
+  type RrsetChange,
   type ParentSignal,
   type SigningKey,
   type ZoneSignatures,
@@ -62,7 +64,14 @@ import {
 import { MAX_SALT_OCTETS, NSEC3_HASH_NAME, Nsec3CollisionError, nsec3paramText, saltText, type Nsec3Params } from "./nsec3.ts";
 import { nextSerial, type Caller, type DnsKernel, type DnsService } from "./service.ts";
 import * as sql from "./store.ts";
-import type { Zone } from "./zone.ts";
+import type { RR, Zone } from "./zone.ts";
+
+/** A signed zone as served, and the version of its row it was made from. */
+interface ServedVersion {
+  serial: number;
+  updatedAt: number;
+  zone: Zone;
+}
 
 const KEY_OWNER = "dns/dnssec";
 /** The envelope of the zone's key is bound to its row in dns_zone_keys, a rollover's new key's to its row in dns_zone_incoming_keys. */
@@ -85,6 +94,8 @@ export class ZoneSigner {
   private readonly unsigned = new Set<string>();
   /** The signatures each signed zone is served with: its next signing keeps those of unchanged RRsets. */
   private readonly current = new Map<string, ZoneSignatures>();
+  /** The signed zone served, and the version of its row it was made from (serial, updated_at): what a change edits (signChangeInWrite). */
+  private readonly versions = new Map<string, ServedVersion>();
 
   constructor(private readonly k: DnsKernel) {
     k.seal.onSeal(() => this.keys.clear());
@@ -101,13 +112,14 @@ export class ZoneSigner {
     try {
       if (keys === null) return this.signedWhileSealed(row, zone, [stored, ...(incoming ? [incoming] : [])], denial, parent);
       this.unsigned.delete(row.id);
-      const served = this.remember(row.id, signZone(zone, keys, row.updated_at, this.current.get(row.id), denial, parent));
-      if (stored.signed_serial !== row.serial) sql.saveZoneRrsigs(this.k.store.db, row.id, row.serial, encodeRrsigs(signaturesOf(served)!.records()));
+      const served = this.remember(row.id, signZone(zone, keys, row.updated_at, this.current.get(row.id), denial, parent), row);
+      if (stored.signed_serial !== row.serial) sql.saveZoneRrsigs(this.k.store.db, row.id, row.serial, signaturesOf(served)!.storedRows());
       return served;
     } catch (error) {
       if (!(error instanceof Nsec3CollisionError)) throw error;
       // Never served unsigned (validators holding the DS would reject it), nor with a chain that proves nothing.
       this.current.delete(row.id);
+      this.versions.delete(row.id);
       this.k.log.error("dns: a signed zone's NSEC3 chain cannot be made: two of its names have the same hash; its names are answered SERVFAIL", { zone: row.name, names: error.names });
       return unavailableSigned(zone);
     }
@@ -134,35 +146,64 @@ export class ZoneSigner {
       if (error instanceof Nsec3CollisionError) throw new ConflictError(`${row.name} cannot be signed so: ${error.message}`);
       throw error;
     }
-    sql.saveZoneRrsigs(tx, row.id, row.serial, encodeRrsigs(signaturesOf(served)!.records()));
+    sql.saveZoneRrsigs(tx, row.id, row.serial, signaturesOf(served)!.storedRows());
     return served;
   }
 
+  /**
+   * `served` (a signed zone as its row was before this write: `before`) with `soa` as its SOA and
+   * `changes` made, signed by editing it (dnssec.ts signChange) in the write that made them,
+   * its signatures stored with `after`'s serial in that transaction: what signedInWrite does,
+   * at the cost of what changed. Null when signChange cannot be sure of the edit: the caller
+   * builds the zone whole and signs it so (signedInWrite). SealedError while sealed.
+   */
+  signChangeInWrite(tx: Database, before: sql.ZoneRow, after: sql.ZoneRow, served: Zone, soa: RR, changes: readonly RrsetChange[]): Zone | null {
+    const stored = sql.zoneKey(tx, before.id)!;
+    const incoming = sql.incomingKey(tx, before.id);
+    const keys = this.signingKeys(stored, incoming);
+    if (keys === null) throw new SealedError(`Citadel is sealed: ${before.name} is signed, and cannot change until its keys are back (unseal, then try again).`);
+    const zone = signChange(served, soa, changes, keys, after.updated_at, denialOf(stored), parentSignalOf(before.name, stored, incoming));
+    if (zone === null) return null;
+    // The rows of the RRsets it signed and removed; all of them when those stored are not the served zone's (another serial's, or an older Citadel's blob).
+    const rows = changedRows(signaturesOf(zone)!)!;
+    if (!sql.saveChangedRrsigs(tx, before.id, before.serial, after.serial, rows.removed, rows.signed)) sql.saveZoneRrsigs(tx, before.id, after.serial, signaturesOf(zone)!.storedRows());
+    return zone;
+  }
+
+  /** The signed zone served for `row` as it is now (its serial and updated_at), if that is the one this signer made last. */
+  servedAt(row: Pick<sql.ZoneRow, "id" | "serial" | "updated_at">): Zone | null {
+    const version = this.versions.get(row.id);
+    return version !== undefined && version.serial === row.serial && version.updatedAt === row.updated_at ? version.zone : null;
+  }
+
   /** A zone signed in its write (`signedInWrite`), committed and now served: its signatures are those the next signing keeps. */
-  adopt(zoneId: string, served: Zone): void {
+  adopt(zoneId: string, served: Zone, version: { serial: number; updatedAt: number }): void {
     this.unsigned.delete(zoneId);
-    this.remember(zoneId, served);
+    this.remember(zoneId, served, { serial: version.serial, updated_at: version.updatedAt });
   }
 
   private signedWhileSealed(row: sql.ZoneRow, zone: Zone, keys: ReadonlyArray<{ dnskey: Uint8Array }>, denial: Denial, parent: ParentSignal | null): Zone {
     const stored = sql.zoneKey(this.k.store.db, row.id)!;
-    if (stored.signed_serial === row.serial && stored.rrsigs !== null) {
+    if (stored.signed_serial === row.serial) {
       const dnskeys = keys.map((key) => new Uint8Array(key.dnskey));
-      const served = withStoredSignatures(zone, dnskeys, decodeRrsigs(new Uint8Array(stored.rrsigs)), denial, parent);
+      const rrsigs = sql.storedRrsigs(this.k.store.db, row.id, stored.rrsigs).flatMap(decodeRrsigs);
+      const served = withStoredSignatures(zone, dnskeys, rrsigs, denial, parent);
       if (served !== null) {
-        this.remember(row.id, served);
+        this.remember(row.id, served, row);
         this.k.log.info("dns: Citadel is sealed: a signed zone is served with the signatures stored at its serial", { zone: row.name, serial: row.serial, keys: dnskeys.length });
         return served;
       }
     }
     this.unsigned.add(row.id);
     this.current.delete(row.id);
+    this.versions.delete(row.id);
     this.k.log.error("dns: Citadel is sealed and a signed zone has no signatures stored for its serial: its names are answered SERVFAIL until it is unsealed", { zone: row.name, serial: row.serial });
     return unavailableSigned(zone);
   }
 
-  private remember(zoneId: string, served: Zone): Zone {
+  private remember(zoneId: string, served: Zone, row: Pick<sql.ZoneRow, "serial" | "updated_at">): Zone {
     this.current.set(zoneId, signaturesOf(served)!);
+    this.versions.set(zoneId, { serial: row.serial, updatedAt: row.updated_at, zone: served });
     return served;
   }
 
@@ -213,6 +254,7 @@ export class ZoneSigner {
     this.forgetKeys(zoneId);
     this.unsigned.delete(zoneId);
     this.current.delete(zoneId);
+    this.versions.delete(zoneId);
   }
 
   /**

@@ -19,11 +19,12 @@
  * Signing is node:crypto's, synchronous: a zone is signed where it is built, off the answer path.
  */
 import { createHash, createPrivateKey, generateKeyPairSync, sign, type KeyObject } from "node:crypto";
-import { lowerName, nameFromWire, nameKey, nameToWire, type Name } from "./names.ts";
+import { isSubdomain, lowerName, nameFromWire, nameKey, nameToText, nameToWire, wireLength, type Name } from "./names.ts";
 import { Nsec3Chain, nsec3paramRdata, TYPE_NSEC3, TYPE_NSEC3PARAM, type ChainName, type Nsec3Params } from "./nsec3.ts";
-import { RRType } from "./rdata.ts";
+import { rdataIdentity, RRType, unstorableType } from "./rdata.ts";
 import { typeBitmap } from "./type-bitmap.ts";
-import { Zone, type RR } from "./zone.ts";
+import { CowMap } from "./cow-map.ts";
+import { MAX_RRSET_OCTETS, MAX_TTL, Zone, type RR } from "./zone.ts";
 
 export const TYPE_RRSIG = 46;
 export const TYPE_NSEC = 47;
@@ -312,13 +313,20 @@ export const NSEC_DENIAL: Denial = Object.freeze({ mode: "nsec" });
  */
 export class NsecChain {
   readonly mode = "nsec";
-  /** The NSEC owners in canonical order, and their NSEC records. */
-  private readonly owners: Name[];
-  private readonly nsecAt = new Map<string, RR>();
 
-  constructor(private readonly nsecs: readonly RR[]) {
-    this.owners = nsecs.map((r) => r.name);
-    for (const r of nsecs) this.nsecAt.set(keyOf(r.name), r);
+  /** The NSEC owners in canonical order, and their NSEC records. */
+  private constructor(
+    private readonly owners: Name[],
+    private readonly nsecs: RR[],
+    private readonly nsecAt: CowMap<string, RR>,
+  ) {}
+
+  static of(nsecs: readonly RR[]): NsecChain {
+    return new NsecChain(
+      nsecs.map((r) => r.name),
+      [...nsecs],
+      CowMap.of(new Map(nsecs.map((r) => [keyOf(r.name), r]))),
+    );
   }
 
   /** The NSEC owned by `name`, if any (an empty non-terminal owns none). */
@@ -328,59 +336,243 @@ export class NsecChain {
 
   /** The NSEC whose owner is the last one at or before `name` in canonical order: it covers (or matches) it. */
   covering(name: Name): RR {
+    const at = this.lastAtOrBefore(name);
+    return this.nsecs[at < 0 ? this.nsecs.length - 1 : at]!; // before the apex: the chain wraps (not for names in the zone)
+  }
+
+  /** The index of the last owner at or before `name` in canonical order; -1 when none is. */
+  private lastAtOrBefore(name: Name, owners: readonly Name[] = this.owners): number {
     let low = 0;
-    let high = this.owners.length - 1;
-    let found = this.owners.length - 1; // before the apex: the chain wraps (not for names in the zone)
+    let high = owners.length - 1;
+    let found = -1;
     while (low <= high) {
       const mid = (low + high) >> 1;
-      if (compareNames(this.owners[mid]!, name) <= 0) {
+      if (compareNames(owners[mid]!, name) <= 0) {
         found = mid;
         low = mid + 1;
       } else {
         high = mid - 1;
       }
     }
-    return this.nsecs[found]!;
+    return found;
+  }
+
+  /**
+   * This chain with the owners `removed` taken out and the owners of `put` in it (new ones, or
+   * ones whose types changed), made locally: the NSEC of each owner put, and of the owner
+   * before each name that came or went (its next name moved). This chain does not change.
+   * `changed`: the NSEC records made (to sign, and to put in the zone), `gone`: the owners whose
+   * NSEC went.
+   */
+  edited(removed: readonly Name[], put: ReadonlyArray<{ name: Name; types: ReadonlySet<number> }>, ttl: number): { chain: NsecChain; changed: RR[]; gone: Name[] } {
+    const owners = this.owners.slice();
+    const nsecs = this.nsecs.slice();
+    const nsecAt = this.nsecAt.derive();
+    const gone: Name[] = [];
+    /** Owners whose NSEC is made again: with these types, or (undefined) its types as they were and its next name as it is now. */
+    const dirty = new Map<string, { name: Name; types?: ReadonlySet<number> }>();
+    const before = (i: number) => owners[(i - 1 + owners.length) % owners.length]!;
+    for (const name of removed) {
+      const key = keyOf(name);
+      if (!nsecAt.has(key)) continue;
+      const i = this.lastAtOrBefore(name, owners);
+      owners.splice(i, 1);
+      nsecs.splice(i, 1);
+      nsecAt.delete(key);
+      dirty.delete(key);
+      gone.push(name);
+      const previous = before(i);
+      if (!dirty.has(keyOf(previous))) dirty.set(keyOf(previous), { name: previous });
+    }
+    for (const entry of put) {
+      const key = keyOf(entry.name);
+      if (!nsecAt.has(key) && !dirty.has(key)) {
+        const i = this.lastAtOrBefore(entry.name, owners) + 1;
+        owners.splice(i, 0, entry.name);
+        nsecs.splice(i, 0, undefined as unknown as RR); // made below: it is dirty
+        const previous = before(i);
+        if (!dirty.has(keyOf(previous))) dirty.set(keyOf(previous), { name: previous });
+      }
+      dirty.set(key, entry);
+    }
+    const changed: RR[] = [];
+    for (const [key, entry] of dirty) {
+      const i = this.lastAtOrBefore(entry.name, owners);
+      const next = owners[(i + 1) % owners.length]!;
+      const old = nsecs[i];
+      // An owner only moved before: its types as they were (an unsigned delegation's included), its next name now.
+      const rdata = entry.types !== undefined ? nsecRdata(next, [...entry.types, TYPE_RRSIG, TYPE_NSEC]) : Buffer.concat([nameToWire(lowerName(next)), old!.rdata.subarray(nameFromWire(old!.rdata, 0).next)]);
+      if (old !== undefined && old.ttl === ttl && Buffer.from(old.rdata).equals(rdata)) continue;
+      const nsec = { name: owners[i]!, ttl, type: TYPE_NSEC, rdata: new Uint8Array(rdata) };
+      nsecs[i] = nsec;
+      nsecAt.set(key, nsec);
+      changed.push(nsec);
+    }
+    return { chain: new NsecChain(owners, nsecs, nsecAt), changed, gone };
   }
 }
 
 export type DenialChain = NsecChain | Nsec3Chain;
 
+/** What a signed zone's signatures hold, each part a version its next change derives from (cow-map.ts). */
+interface SignatureState {
+  /** RRSIGs by `owner type` (rrsetKey). */
+  sigs: CowMap<string, RR[]>;
+  /** Every RRSIG of an owner (a query for type RRSIG): indexed, so that one costs no walk of the zone. */
+  sigsAt: CowMap<string, RR[]>;
+  /** What each RRSIG covers (canonicalContent), by `owner type`: a later signing keeps the ones whose RRset is unchanged. */
+  contents: CowMap<string, string>;
+  /** Every name of the zone that exists (owners and the empty non-terminals above them), by nameKey; not below a cut. */
+  existing: CowMap<string, true>;
+  /** The DS RRsets at the delegations, by owner (a referral carries them). */
+  dsSets: Map<string, RR[]>;
+  /** How many RRSIGs expire at each time (ms): the earliest is kept as they come and go, not found by a scan. */
+  expirations: CowMap<number, number>;
+  expiresAt: number;
+}
+
+/** The earliest of `times` (0: none), by a loop: a spread of every distinct expiration could pass the engine's limit on arguments. */
+function earliestOf(times: Iterable<number>): number {
+  let earliest = Infinity;
+  for (const t of times) if (t < earliest) earliest = t;
+  return earliest === Infinity ? 0 : earliest;
+}
+
 /** What the answer path needs of a signed zone besides its RRsets. */
 export class ZoneSignatures {
-  /** Every RRSIG of an owner (a query for type RRSIG): indexed, so that one costs no walk of the zone. */
-  private readonly sigsAt = new Map<string, RR[]>();
+  /** When the first of the signatures stops being valid (ms since the epoch). */
+  readonly expiresAt: number;
 
-  constructor(
+  private constructor(
     readonly origin: Name,
-    /** RRSIGs by `owner type` (the owner by its key, names.ts nameKey). */
-    private readonly sigs: Map<string, RR[]>,
+    private readonly state: SignatureState,
     /** The NSEC or NSEC3 chain: what proves names and types absent (the zone's denial of existence). */
     readonly chain: DenialChain,
-    /** Every name of the zone that exists (owners and the empty non-terminals above them), by their keys (nameKey); not below a cut. */
-    private readonly existing: Set<string>,
-    /** The DS RRsets at the delegations, by owner (a referral carries them). */
-    private readonly dsSets: Map<string, RR[]>,
-    /** When the first of the signatures stops being valid (ms since the epoch). */
-    readonly expiresAt: number,
     /** The DNSKEY data of the keys that sign every RRset (two during a rollover), in the order their RRSIGs follow an RRset. */
-    private readonly dnskeys: readonly Uint8Array[],
-    /** What each RRSIG covers (canonicalContent), by `owner type`: a later signing keeps the ones whose RRset is unchanged. */
-    private readonly contents: Map<string, string>,
+    readonly dnskeys: readonly Uint8Array[],
     /** Signed, but no signatures to serve (sealed, none stored for the serial): its names are answered SERVFAIL. */
-    readonly unavailable = false,
+    readonly unavailable: boolean,
+    /**
+     * What signChange changed of the signatures it was made from (null: signed whole): the RRsets
+     * whose RRSIGs went, and the RRSIGs of those it signed (some kept): what the change stores.
+     */
+    readonly change: { removed: ReadonlyArray<{ name: Name; type: number }>; signed: readonly RR[][] } | null = null,
+    /** The CDS and CDNSKEY the signer published at the apex (null: none of its own; those the zone stores, if any). */
+    readonly parent: ParentSignal | null = null,
   ) {
+    this.expiresAt = state.expiresAt;
+  }
+
+  /** The signatures of a zone signed whole: RRSIGs and what they cover by `owner type` (rrsetKey). */
+  static made(
+    origin: Name,
+    sigs: Map<string, RR[]>,
+    chain: DenialChain,
+    existing: Iterable<string>,
+    dsSets: Map<string, RR[]>,
+    dnskeys: readonly Uint8Array[],
+    contents: Map<string, string>,
+    unavailable = false,
+    parent: ParentSignal | null = null,
+  ): ZoneSignatures {
+    const sigsAt = new Map<string, RR[]>();
+    const expirations = new Map<number, number>();
     for (const set of sigs.values()) {
+      for (const r of set) expirations.set(expirationOf(r), (expirations.get(expirationOf(r)) ?? 0) + 1);
       // An NSEC3's owner is no name of the zone (nsec3.ts): a query for it is answered as for a name that does not exist.
       if (rrsigTypeCovered(set[0]!) === TYPE_NSEC3) continue;
       const owner = keyOf(set[0]!.name);
-      this.sigsAt.set(owner, [...(this.sigsAt.get(owner) ?? []), ...set]);
+      const at = sigsAt.get(owner);
+      if (at) at.push(...set);
+      else sigsAt.set(owner, [...set]);
     }
+    const state: SignatureState = {
+      sigs: CowMap.of(sigs),
+      sigsAt: CowMap.of(sigsAt),
+      contents: CowMap.of(contents),
+      existing: CowMap.of(new Map([...existing].map((key) => [key, true as const]))),
+      dsSets,
+      expirations: CowMap.of(expirations),
+      expiresAt: earliestOf(expirations.keys()),
+    };
+    return new ZoneSignatures(origin, state, chain, dnskeys, unavailable, null, parent);
+  }
+
+  /**
+   * These signatures after a change (signChange): the RRSIGs of the RRsets at `removed` gone, those
+   * of `signed` (by rrsetKey) put, the names `appeared` and `vanished` in or out of existence,
+   * the chain `chain`; the RRSIGs of an owner in `owners` indexed again from `zone`'s types there.
+   * These signatures do not change.
+   */
+  edited(
+    zone: Zone,
+    removed: ReadonlyArray<{ name: Name; type: number }>,
+    signed: ReadonlyMap<string, { rrsigs: RR[]; content: string }>,
+    appeared: readonly string[],
+    vanished: readonly string[],
+    chain: DenialChain,
+    owners: ReadonlyMap<string, Name>,
+  ): ZoneSignatures {
+    const sigs = this.state.sigs.derive();
+    const contents = this.state.contents.derive();
+    const sigsAt = this.state.sigsAt.derive();
+    const existing = this.state.existing.derive();
+    const expirations = this.state.expirations.derive();
+    let expiresAt = this.state.expiresAt;
+    let earliestGone = false;
+    const count = (rrsigs: readonly RR[], by: 1 | -1) => {
+      for (const r of rrsigs) {
+        const at = expirationOf(r);
+        const n = (expirations.get(at) ?? 0) + by;
+        if (n > 0) expirations.set(at, n);
+        else expirations.delete(at);
+        if (by > 0 && at < expiresAt) expiresAt = at;
+        if (n === 0 && at === expiresAt) earliestGone = true;
+      }
+    };
+    for (const rrset of removed) {
+      const at = rrsetKey(rrset);
+      const old = sigs.get(at);
+      if (old === undefined) continue;
+      count(old, -1);
+      sigs.delete(at);
+      contents.delete(at);
+    }
+    for (const [at, { rrsigs, content }] of signed) {
+      const old = sigs.get(at);
+      if (old !== undefined) count(old, -1);
+      count(rrsigs, 1);
+      sigs.set(at, rrsigs);
+      contents.set(at, content);
+    }
+    // The earliest batch gone whole: the next is found among the distinct expirations (a few per day of changes), not the signatures.
+    if (earliestGone && !expirations.has(expiresAt)) expiresAt = earliestOf(expirations.keys());
+    for (const key of vanished) existing.delete(key);
+    for (const key of appeared) existing.set(key, true);
+    for (const [key, name] of owners) {
+      const types = zone.rrsetsAt(name);
+      const at = types === undefined ? [] : [...types.keys()].flatMap((type) => sigs.get(`${key} ${type}`) ?? []);
+      if (at.length > 0) sigsAt.set(key, at);
+      else sigsAt.delete(key);
+    }
+    const state: SignatureState = { sigs, sigsAt, contents, existing, dsSets: this.state.dsSets, expirations, expiresAt };
+    const change = { removed, signed: [...signed.values()].map((s) => s.rrsigs) };
+    return new ZoneSignatures(this.origin, state, chain, this.dnskeys, false, change, this.parent);
+  }
+
+  /** The RRSIGs as stored: one row per RRset they sign (store.ts saveZoneRrsigs). */
+  storedRows(): Array<{ rrset: string; rrsigs: Uint8Array }> {
+    return [...this.state.sigs.values()].map(storedRow);
+  }
+
+  /** True when the name (nameKey) exists in the zone as signed. */
+  existsKey(key: string): boolean {
+    return this.state.existing.has(key);
   }
 
   /** The RRSIGs over the RRset of `owner` and `type` (none: unsigned, such as glue). */
   rrsigs(owner: Name, type: number): RR[] {
-    return this.sigs.get(`${keyOf(owner)} ${type}`) ?? [];
+    return this.state.sigs.get(`${keyOf(owner)} ${type}`) ?? [];
   }
 
   /**
@@ -389,24 +581,24 @@ export class ZoneSignatures {
    * with the same tag (a rollover's, cancelled, then one made again) must sign for itself.
    */
   reusableRrsig(at: string, content: string, until: number, key: Pick<SigningKey, "dnskey" | "keyTag">): RR | undefined {
-    if (this.unavailable || this.contents.get(at) !== content) return undefined;
+    if (this.unavailable || this.state.contents.get(at) !== content) return undefined;
     if (!this.dnskeys.some((d) => Buffer.from(d).equals(key.dnskey))) return undefined;
-    const rrsig = this.sigs.get(at)?.find((r) => rrsigKeyTag(r) === key.keyTag);
+    const rrsig = this.state.sigs.get(at)?.find((r) => rrsigKeyTag(r) === key.keyTag);
     return rrsig !== undefined && expirationOf(rrsig) > until ? rrsig : undefined;
   }
 
   /** Every RRSIG at `owner`, a name of the zone (an NSEC3's are not counted: its owner is none). */
   rrsigsAt(owner: Name): RR[] {
-    return this.sigsAt.get(keyOf(owner)) ?? [];
+    return this.state.sigsAt.get(keyOf(owner)) ?? [];
   }
 
   /** The DS RRset at the delegation `cut` (none: an unsigned delegation). */
   ds(cut: Name): RR[] {
-    return this.dsSets.get(keyOf(cut)) ?? [];
+    return this.state.dsSets.get(keyOf(cut)) ?? [];
   }
 
   exists(name: Name): boolean {
-    return this.existing.has(keyOf(name));
+    return this.state.existing.has(keyOf(name));
   }
 
   /** The longest ancestor of `name` (itself included) that exists in the zone. */
@@ -420,7 +612,7 @@ export class ZoneSignatures {
 
   /** Every RRSIG (what is stored for a sealed start). */
   records(): RR[] {
-    return [...this.sigs.values()].flat();
+    return [...this.state.sigs.values()].flat();
   }
 
   /** What a zone transfer carries besides the zone's records: the NSEC3 chain (the NSEC chain is the zone's own), then every RRSIG. */
@@ -456,34 +648,212 @@ export function signaturesOf(zone: Zone): ZoneSignatures | undefined {
 export function signZone(zone: Zone, keys: readonly SigningKey[], now: number, previous?: ZoneSignatures, denial: Denial = NSEC_DENIAL, parent: ParentSignal | null = null): Zone {
   if (keys.length === 0) throw new Error("a zone is signed with at least one key");
   const layout = new SignedLayout(zone, keys.map((k) => k.dnskey), denial, parent);
-  const inception = Math.floor((now - INCEPTION_BEFORE_MS) / 1000);
-  const expiresAt = now + VALIDITY_MS;
   const sigs = new Map<string, RR[]>();
   const contents = new Map<string, string>();
   for (const rrset of layout.signedRrsets()) {
-    const first = rrset[0]!;
-    const at = rrsetKey(first);
-    const content = canonicalContent(rrset);
-    contents.set(at, content);
-    sigs.set(
-      at,
-      keys.map((key) => {
-        const kept = previous?.reusableRrsig(at, content, now + REFRESH_BEFORE_MS, key);
-        if (kept) return kept;
-        const fields: RrsigFields = {
-          typeCovered: first.type,
-          labels: labelCount(first.name),
-          originalTtl: first.ttl,
-          expiration: Math.floor(expiresAt / 1000),
-          inception,
-          keyTag: key.keyTag,
-          signer: zone.origin,
-        };
-        return { name: first.name, ttl: first.ttl, type: TYPE_RRSIG, rdata: rrsigRdata(fields, first.name, rrset.map((r) => r.rdata), key.privateKey) };
-      }),
-    );
+    const at = rrsetKey(rrset[0]!);
+    const made = signRrset(rrset, at, keys, now, zone.origin, previous);
+    contents.set(at, made.content);
+    sigs.set(at, made.rrsigs);
   }
   return layout.register(sigs, keys.map((k) => k.dnskey), contents);
+}
+
+/** The RRSIGs of `rrset` (at `at`, its rrsetKey) by each of `keys`, each kept from `previous` where signZone keeps it, else made at `now`. */
+function signRrset(rrset: readonly RR[], at: string, keys: readonly SigningKey[], now: number, signer: Name, previous: ZoneSignatures | undefined): { rrsigs: RR[]; content: string } {
+  const first = rrset[0]!;
+  const content = canonicalContent(rrset);
+  const rrsigs = keys.map((key) => {
+    const kept = previous?.reusableRrsig(at, content, now + REFRESH_BEFORE_MS, key);
+    if (kept) return kept;
+    const fields: RrsigFields = {
+      typeCovered: first.type,
+      labels: labelCount(first.name),
+      originalTtl: first.ttl,
+      expiration: Math.floor((now + VALIDITY_MS) / 1000),
+      inception: Math.floor((now - INCEPTION_BEFORE_MS) / 1000),
+      keyTag: key.keyTag,
+      signer,
+    };
+    return { name: first.name, ttl: first.ttl, type: TYPE_RRSIG, rdata: rrsigRdata(fields, first.name, rrset.map((r) => r.rdata), key.privateKey) };
+  });
+  return { rrsigs, content };
+}
+
+/** The rows a change signed by signChange stores (store.ts saveChangedRrsigs): the keys of the RRsets whose RRSIGs went, and the RRSIGs it signed. */
+export function changedRows(signatures: ZoneSignatures): { removed: string[]; signed: Array<{ rrset: string; rrsigs: Uint8Array }> } | null {
+  if (signatures.change === null) return null;
+  return { removed: signatures.change.removed.map((r) => storedRrsetKey(r.name, r.type)), signed: signatures.change.signed.map(storedRow) };
+}
+
+/** One change to a signed zone's data: the RRset of `owner` and `type` becomes `records` (none: it goes). */
+export interface RrsetChange {
+  owner: Name;
+  type: number;
+  records: readonly RR[];
+}
+
+/**
+ * Types a change signChange makes cannot be: the SOA (given apart), the ones that move zone cuts
+ * or sit at them (NS, DS), the signer's own (DNSKEY merged with the signer's, RRSIG, NSEC, NSEC3,
+ * NSEC3PARAM): such a change is signed whole.
+ */
+const NOT_CHANGED_ALONE = new Set([RRType.SOA, RRType.NS, RRType.DS, TYPE_DNSKEY, TYPE_CDS, TYPE_CDNSKEY, TYPE_RRSIG, TYPE_NSEC, TYPE_NSEC3, TYPE_NSEC3PARAM]);
+
+/**
+ * `served` (a zone signZone or signChange made) with `soa` as its SOA and `changes` made, signed
+ * with `keys` at `now` by editing it where the changes fall, not laying the zone out again: the
+ * zone's nodes, the NSEC or NSEC3 chain (the changed names' records, and the one before each
+ * name that came or went), the signatures (the changed RRsets', the SOA's, the changed NSEC or
+ * NSEC3 records'), the names that exist and the earliest expiration — each a new version
+ * sharing the rest with `served`'s, which does not change and is answered from until the new
+ * one replaces it. Equal, record for record and signature for signature, to `signZone` of the
+ * same data with `served`'s signatures as `previous` (test/plugins/dns/dnssec-incremental.test.ts).
+ *
+ * Null when it cannot be sure of that without a look at the rest of the zone, and the caller
+ * signs the zone whole: another key set, denial, CDS/CDNSKEY (`parent`) or signer TTL than `served`'s; a signature of
+ * `served` due to be made again (REFRESH_BEFORE_MS); a change of a type NOT_CHANGED_ALONE, or
+ * one that Zone.build would refuse or adjust (an owner at or below a zone cut or outside the
+ * zone, a CNAME beside data, TTLs that differ, duplicates, an RRset too large, a type not
+ * stored or not signed); a new name whose NSEC3 hash another name has.
+ */
+export function signChange(served: Zone, soa: RR, changes: readonly RrsetChange[], keys: readonly SigningKey[], now: number, denial: Denial = NSEC_DENIAL, parent: ParentSignal | null = null): Zone | null {
+  const previous = signaturesOf(served);
+  if (previous === undefined || previous.unavailable || keys.length === 0) return null;
+  if (!sameParentSignal(previous.parent, parent)) return null;
+  if (keys.length !== previous.dnskeys.length || keys.some((k, i) => !Buffer.from(k.dnskey).equals(previous.dnskeys[i]!))) return null;
+  if (!sameDenial(previous.chain, denial)) return null;
+  const oldSoa = served.soa();
+  if (soa.type !== RRType.SOA || soa.ttl !== oldSoa.ttl || minimumOf(soa) !== minimumOf(oldSoa)) return null; // the DNSKEY's TTL, the chain's
+  if (previous.expiresAt <= now + REFRESH_BEFORE_MS) return null;
+  const origin = served.origin;
+  const owners = new Map<string, Name>();
+  const seen = new Set<string>();
+  for (const change of changes) {
+    const at = `${keyOf(change.owner)} ${change.type}`;
+    if (seen.has(at) || !changeableAlone(change, origin, served)) return null;
+    seen.add(at);
+    owners.set(keyOf(change.owner), change.owner);
+  }
+  let zone = served.withRrsets(soa, changes);
+  const dataTypes = (z: Zone, name: Name) => new Set([...(z.rrsetsAt(name)?.keys() ?? [])].filter((t) => t !== TYPE_NSEC));
+  for (const owner of owners.values()) {
+    const rrsets = zone.rrsetsAt(owner);
+    const cname = rrsets?.get(RRType.CNAME);
+    if (cname && (cname.length > 1 || [...rrsets!.keys()].some((t) => t !== RRType.CNAME && t !== TYPE_NSEC))) return null;
+  }
+  // The names that came into existence or went: the owners changed and the empty non-terminals
+  // above them. Asked of the zone once its chain is edited: before, a name whose last RRset went
+  // still holds its NSEC (and its parents that child), and would be taken to exist still (found in
+  // review: the answer path then proved a wildcard answer for a removed name with nothing).
+  const appeared: Name[] = [];
+  const vanished: Name[] = [];
+  const findExistenceChanges = () => {
+    const walked = new Set<string>();
+    for (const owner of owners.values()) {
+      for (let skip = 0; owner.length - skip > origin.length; skip++) {
+        const name = owner.slice(skip);
+        const key = keyOf(name);
+        if (walked.has(key)) break;
+        walked.add(key);
+        const was = previous.existsKey(key);
+        const is = zone.rrsetsAt(name) !== undefined;
+        if (was && !is) vanished.push(name);
+        if (is && !was) appeared.push(name);
+      }
+    }
+  };
+  const denialTtl = Math.min(soa.ttl, minimumOf(soa));
+  const toSign: RR[][] = [[zone.soa()]];
+  const removed: Array<{ name: Name; type: number }> = [];
+  const sigOwners = new Map(owners).set(keyOf(origin), origin);
+  for (const change of changes) {
+    const rrset = zone.rrsetsAt(change.owner)?.get(change.type);
+    if (rrset) toSign.push([...rrset]);
+    else removed.push({ name: change.owner, type: change.type });
+  }
+  let chain: DenialChain;
+  if (previous.chain.mode === "nsec") {
+    const gone: Name[] = [];
+    const put: Array<{ name: Name; types: ReadonlySet<number> }> = [];
+    for (const owner of owners.values()) {
+      const types = dataTypes(zone, owner);
+      if (types.size > 0) put.push({ name: owner, types });
+      else if (dataTypes(served, owner).size > 0) gone.push(owner);
+    }
+    const edit = previous.chain.edited(gone, put, denialTtl);
+    chain = edit.chain;
+    zone = zone.withRrsets(zone.soa(), [
+      ...edit.gone.map((name) => ({ owner: name, type: TYPE_NSEC, records: [] })),
+      ...edit.changed.map((nsec) => ({ owner: nsec.name, type: TYPE_NSEC, records: [nsec] })),
+    ]);
+    for (const name of edit.gone) {
+      removed.push({ name, type: TYPE_NSEC });
+      sigOwners.set(keyOf(name), name);
+    }
+    for (const nsec of edit.changed) {
+      toSign.push([...zone.rrsetsAt(nsec.name)!.get(TYPE_NSEC)!]);
+      sigOwners.set(keyOf(nsec.name), nsec.name);
+    }
+    findExistenceChanges();
+  } else {
+    findExistenceChanges(); // no NSEC3 in the zone's nodes: the zone as changed says it
+    // RFC 5155 section 7.1, as SignedLayout: the types at a name and RRSIG; none at an empty non-terminal.
+    const put: ChainName[] = [];
+    const named = new Map([...owners.values(), ...appeared].map((name) => [keyOf(name), name]));
+    for (const name of named.values()) {
+      const types = dataTypes(zone, name);
+      if (zone.rrsetsAt(name) !== undefined) put.push({ name, types: types.size > 0 ? types.add(TYPE_RRSIG) : types });
+    }
+    const edit = previous.chain.edited(vanished, put);
+    if (edit === null) return null;
+    chain = edit.chain;
+    for (const nsec3 of edit.gone) removed.push(nsec3);
+    for (const nsec3 of edit.changed) toSign.push([nsec3]);
+  }
+  const made = new Map<string, { rrsigs: RR[]; content: string }>();
+  for (const rrset of toSign) {
+    const at = rrsetKey(rrset[0]!);
+    made.set(at, signRrset(rrset, at, keys, now, origin, previous));
+  }
+  const signatures = previous.edited(zone, removed, made, appeared.map(keyOf), vanished.map(keyOf), chain, sigOwners);
+  signed.set(zone, signatures);
+  return zone;
+}
+
+/** Whether signChange may make `change` to `served` alone (NOT_CHANGED_ALONE, and what Zone.build would refuse or adjust). */
+function changeableAlone(change: RrsetChange, origin: Name, served: Zone): boolean {
+  const { owner, type, records } = change;
+  if (NOT_CHANGED_ALONE.has(type) || unstorableType(type) !== null || UNSIGNED_NAME_TYPES.has(type)) return false;
+  if (!isSubdomain(owner, origin) || served.delegates(owner)) return false;
+  const key = keyOf(owner);
+  const identities = new Set<string>();
+  let octets = 0;
+  for (const r of records) {
+    if (r.type !== type || keyOf(r.name) !== key || r.ttl !== records[0]!.ttl || !Number.isInteger(r.ttl) || r.ttl < 0 || r.ttl > MAX_TTL) return false;
+    const identity = rdataIdentity(type, r.rdata);
+    if (identities.has(identity)) return false;
+    identities.add(identity);
+    octets += wireLength(owner) + 10 + r.rdata.length;
+  }
+  return octets <= MAX_RRSET_OCTETS;
+}
+
+/** The SOA's MINIMUM field (its last four octets). */
+const minimumOf = (soa: RR) => new DataView(soa.rdata.buffer, soa.rdata.byteOffset, soa.rdata.length).getUint32(soa.rdata.length - 4);
+
+/** The same CDS and CDNSKEY published (or none by the signer, both). */
+function sameParentSignal(a: ParentSignal | null, b: ParentSignal | null): boolean {
+  if (a === null || b === null) return a === b;
+  const same = (x: readonly Uint8Array[], y: readonly Uint8Array[]) => x.length === y.length && x.every((r, i) => Buffer.from(r).equals(y[i]!));
+  return same(a.cds, b.cds) && same(a.cdnskey, b.cdnskey);
+}
+
+/** Is `chain` the one `denial` asks for: NSEC, or NSEC3 with the same salt and iterations? */
+function sameDenial(chain: DenialChain, denial: Denial): boolean {
+  if (chain.mode !== denial.mode) return false;
+  if (chain.mode === "nsec" || denial.mode === "nsec") return true;
+  return chain.params.iterations === denial.params.iterations && Buffer.from(chain.params.salt).equals(denial.params.salt);
 }
 
 /** What an RRSIG over the RRset covers besides its own fields: owner and type, the TTL, the canonical data in order. */
@@ -505,13 +875,6 @@ const expirationOf = (rrsig: RR) => new DataView(rrsig.rdata.buffer, rrsig.rdata
 
 /** The tag of the key that made an RRSIG, read in place (RFC 4034 section 3.1.6: octets 16-17). */
 const rrsigKeyTag = (rrsig: RR) => (rrsig.rdata[16]! << 8) | rrsig.rdata[17]!;
-
-/** The earliest expiration among `sigs` (ms): when the zone's signatures start to run out. */
-function earliestExpiration(sigs: Map<string, RR[]>): number {
-  let earliest = Infinity;
-  for (const set of sigs.values()) for (const r of set) earliest = Math.min(earliest, expirationOf(r));
-  return earliest;
-}
 
 /**
  * `zone` signed with RRSIGs made earlier (signZone's, stored) by the keys whose DNSKEY data are
@@ -544,11 +907,17 @@ export function withStoredSignatures(zone: Zone, dnskeys: readonly Uint8Array[],
  * rather than unsigned records a validator holding the parent's DS would reject anyway.
  */
 export function unavailableSigned(zone: Zone): Zone {
-  signed.set(zone, new ZoneSignatures(zone.origin, new Map(), new NsecChain([]), new Set(), new Map(), 0, [], new Map(), true));
+  signed.set(zone, ZoneSignatures.made(zone.origin, new Map(), NsecChain.of([]), [], new Map(), [], new Map(), true));
   return zone;
 }
 
-const rrsetKey = (r: RR) => `${keyOf(r.name)} ${r.type}`;
+const rrsetKey = (r: { name: Name; type: number }) => `${keyOf(r.name)} ${r.type}`;
+
+/** The stored row's key of an RRset (store.ts, migration 0011): its owner in canonical presentation, and its type. */
+export const storedRrsetKey = (name: Name, type: number) => `${nameToText(lowerName(name))} ${type}`;
+
+/** An RRset's RRSIGs as stored: keyed by the RRset they cover, encoded. */
+const storedRow = (rrsigs: readonly RR[]) => ({ rrset: storedRrsetKey(rrsigs[0]!.name, rrsigTypeCovered(rrsigs[0]!)), rrsigs: encodeRrsigs(rrsigs) });
 
 /** A CDS or CDNSKEY at the apex: Citadel's own while it publishes them (stored ones are left out then). */
 const isParentSignal = (r: RR, origin: Name) => (r.type === TYPE_CDS || r.type === TYPE_CDNSKEY) && r.name.length === origin.length;
@@ -567,7 +936,7 @@ class SignedLayout {
   private readonly served: Zone;
   private readonly rrsets: RR[][];
 
-  constructor(zone: Zone, dnskeys: readonly Uint8Array[], denial: Denial, parent: ParentSignal | null) {
+  constructor(zone: Zone, dnskeys: readonly Uint8Array[], denial: Denial, private readonly parent: ParentSignal | null) {
     const origin = zone.origin;
     const soa = zone.soa();
     this.origin = origin;
@@ -616,7 +985,7 @@ class SignedLayout {
         type: TYPE_NSEC,
         rdata: nsecRdata(owners[(i + 1) % owners.length]!.name, [...owner.types, TYPE_RRSIG, TYPE_NSEC]),
       }));
-      this.chain = new NsecChain(nsecs);
+      this.chain = NsecChain.of(nsecs);
       this.served = serve(nsecs);
     } else {
       // RFC 5155 section 7.1: every name that exists, empty non-terminals and unsigned delegations
@@ -660,7 +1029,7 @@ class SignedLayout {
       const first = rrset[0]!;
       if (first.type === RRType.DS && this.atCut(first.name)) dsSets.set(keyOf(first.name), rrset);
     }
-    signed.set(this.served, new ZoneSignatures(this.origin, sigs, this.chain, this.existing, dsSets, earliestExpiration(sigs), dnskeys, contents));
+    signed.set(this.served, ZoneSignatures.made(this.origin, sigs, this.chain, this.existing, dsSets, dnskeys, contents, false, this.parent));
     return this.served;
   }
 }

@@ -178,4 +178,19 @@ export const dnsMigrations: readonly Migration[] = [
       serial INTEGER NOT NULL                     -- the zone's serial when it first had views: new views start from it, no tenant's change moves it
     ) STRICT;`,
   },
+  {
+    id: "0011_dns_zone_rrsigs",
+    // A signed zone's stored RRSIGs (what a sealed start serves) one row per RRset they sign,
+    // rather than all of them in dns_zone_keys.rrsigs, one blob written again whole at every
+    // change: a change to a signed zone writes the rows of the RRsets it signed and removes
+    // those of the RRsets it removed. dns_zone_keys.signed_serial still says which serial they
+    // sign. A blob stored before stays, and is read, until the zone's next signing writes rows
+    // (and sets it to NULL). (0009 and 0010 went to CDS/CDNSKEY and view serials, made at the same time.)
+    up: `CREATE TABLE dns_zone_rrsigs (
+      zone_id TEXT NOT NULL REFERENCES dns_zones (id),
+      rrset   TEXT NOT NULL,                     -- "owner type": the owner in canonical presentation, lower-case, absolute; the type covered as a number
+      rrsigs  BLOB NOT NULL,                     -- the RRset's RRSIGs, as dnssec.ts encodeRrsigs writes them
+      PRIMARY KEY (zone_id, rrset)
+    ) STRICT, WITHOUT ROWID;`,
+  },
 ];

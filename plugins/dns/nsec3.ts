@@ -14,6 +14,7 @@
  * from the zone's nodes (dnssec.ts ZoneSignatures), and transfers carry it beside them.
  */
 import { lowerName, nameKey, nameToText, nameToWire, type Name } from "./names.ts";
+import { CowMap } from "./cow-map.ts";
 import { typeBitmap, typesOfBitmap } from "./type-bitmap.ts";
 import type { RR } from "./zone.ts";
 
@@ -81,6 +82,12 @@ function paramsPrefix(params: Nsec3Params, flags: number): Uint8Array {
 /** NSEC3 data (RFC 5155 section 3.2): the parameters, flags 0 (no opt-out), the next hashed owner and the types at the name. */
 export function nsec3Rdata(params: Nsec3Params, nextHash: Uint8Array, types: Iterable<number>): Uint8Array {
   return Buffer.concat([paramsPrefix(params, 0), Uint8Array.of(nextHash.length), nextHash, typeBitmap(types)]);
+}
+
+/** NSEC3 data with another next hashed owner, its other fields as they were. */
+function withNextHash(rdata: Uint8Array, nextHash: Uint8Array): Uint8Array {
+  const hashAt = 5 + rdata[4]!;
+  return Buffer.concat([rdata.subarray(0, hashAt), Uint8Array.of(nextHash.length), nextHash, rdata.subarray(hashAt + 1 + rdata[hashAt]!)]);
 }
 
 /** NSEC3PARAM data (RFC 5155 section 4.2): the parameters, flags 0. */
@@ -153,17 +160,24 @@ const hashKey = (hash: Uint8Array) => Buffer.from(hash.buffer, hash.byteOffset, 
  */
 export class Nsec3Chain {
   readonly mode = "nsec3";
-  /** The owners' hashes as hashKey, sorted; `chain[i]` is owned by the hash `keys[i]`. */
+  /** The owners' hashes as hashKey, sorted; `chain[i]` is owned by the hash `keys[i]`, made for the name keyed `names[i]`. */
   private readonly keys: string[];
   private readonly chain: RR[];
-  private readonly byName = new Map<string, RR>();
+  private readonly names: string[];
+  private readonly byName: CowMap<string, RR>;
 
   constructor(
-    origin: Name,
+    private readonly origin: Name,
     readonly params: Nsec3Params,
     names: readonly ChainName[],
-    ttl: number,
+    private readonly ttl: number,
+    /** The chain as an edit left it (edited): no names are hashed again. */
+    made?: { keys: string[]; chain: RR[]; names: string[]; byName: CowMap<string, RR> },
   ) {
+    if (made !== undefined) {
+      ({ keys: this.keys, chain: this.chain, names: this.names, byName: this.byName } = made);
+      return;
+    }
     const hashed = names.map((entry) => {
       const hash = nsec3Hash(entry.name, params);
       return { entry, hash, key: hashKey(hash) };
@@ -173,13 +187,82 @@ export class Nsec3Chain {
       if (hashed[i]!.key === hashed[i - 1]!.key) throw new Nsec3CollisionError([textOf(hashed[i - 1]!.entry.name), textOf(hashed[i]!.entry.name)]);
     }
     this.keys = hashed.map((h) => h.key);
+    this.names = hashed.map((h) => keyOf(h.entry.name));
     this.chain = hashed.map((h, i) => ({
       name: [labelOf(base32hex(h.hash)), ...origin],
       ttl,
       type: TYPE_NSEC3,
       rdata: nsec3Rdata(params, hashed[(i + 1) % hashed.length]!.hash, h.entry.types),
     }));
-    hashed.forEach((h, i) => this.byName.set(keyOf(h.entry.name), this.chain[i]!));
+    this.byName = CowMap.of(new Map(this.names.map((name, i) => [name, this.chain[i]!])));
+  }
+
+  /** The index of the first hash at or after `key` (keys.length: none is). */
+  private static firstAtOrAfter(keys: readonly string[], key: string): number {
+    let low = 0;
+    let high = keys.length;
+    while (low < high) {
+      const mid = (low + high) >> 1;
+      if (keys[mid]! < key) low = mid + 1;
+      else high = mid;
+    }
+    return low;
+  }
+
+  /**
+   * This chain with the names `removed` taken out and those of `put` in it (new ones, or ones
+   * whose types changed), made locally: the NSEC3 of each name put, and of the hash before each
+   * one that came or went (its next hash moved). This chain does not change. Null when a new
+   * name has the hash of one in the chain: the zone is signed whole, which says so
+   * (Nsec3CollisionError). `changed`: the NSEC3 records made (to sign), `gone`: those that went.
+   */
+  edited(removed: readonly Name[], put: readonly ChainName[]): { chain: Nsec3Chain; changed: RR[]; gone: RR[] } | null {
+    const keys = this.keys.slice();
+    const chain = this.chain.slice();
+    const names = this.names.slice();
+    const byName = this.byName.derive();
+    const gone: RR[] = [];
+    /** Hashes whose NSEC3 is made again: with these types, or (null) its types as they were and its next hash as it is now. */
+    const dirty = new Map<string, ReadonlySet<number> | null>();
+    const before = (i: number) => keys[(i - 1 + keys.length) % keys.length]!;
+    for (const name of removed) {
+      const record = byName.get(keyOf(name));
+      if (record === undefined) continue;
+      const key = hashKey(nsec3Hash(name, this.params));
+      const i = Nsec3Chain.firstAtOrAfter(keys, key);
+      keys.splice(i, 1);
+      chain.splice(i, 1);
+      names.splice(i, 1);
+      byName.delete(keyOf(name));
+      dirty.delete(key);
+      gone.push(record);
+      if (keys.length > 0 && !dirty.has(before(i))) dirty.set(before(i), null);
+    }
+    for (const entry of put) {
+      const key = hashKey(nsec3Hash(entry.name, this.params));
+      const i = Nsec3Chain.firstAtOrAfter(keys, key);
+      if (!byName.has(keyOf(entry.name))) {
+        if (keys[i] === key) return null; // another name's hash
+        keys.splice(i, 0, key);
+        chain.splice(i, 0, undefined as unknown as RR); // made below: it is dirty
+        names.splice(i, 0, keyOf(entry.name));
+        if (!dirty.has(before(i))) dirty.set(before(i), null);
+      }
+      dirty.set(key, entry.types);
+    }
+    const changed: RR[] = [];
+    for (const [key, types] of dirty) {
+      const i = Nsec3Chain.firstAtOrAfter(keys, key);
+      const next = Buffer.from(keys[(i + 1) % keys.length]!, "hex");
+      const old = chain[i];
+      const rdata = types !== null ? nsec3Rdata(this.params, next, types) : withNextHash(old!.rdata, next);
+      if (old !== undefined && Buffer.from(old.rdata).equals(rdata)) continue;
+      const nsec3 = { name: [labelOf(base32hex(Buffer.from(key, "hex"))), ...this.origin], ttl: this.ttl, type: TYPE_NSEC3, rdata: new Uint8Array(rdata) };
+      chain[i] = nsec3;
+      byName.set(names[i]!, nsec3);
+      changed.push(nsec3);
+    }
+    return { chain: new Nsec3Chain(this.origin, this.params, [], this.ttl, { keys, chain, names, byName }), changed, gone };
   }
 
   /** The NSEC3 of `name`, a name of the zone; null for a name that does not exist. */

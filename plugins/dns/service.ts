@@ -4,7 +4,9 @@
  * leave a zone a server must not load (CNAME beside data, an owner outside the zone, data below
  * a delegation, a bad TTL, name or record data) is refused with InvalidError naming the record,
  * and nothing changes. A change that passes writes the records, bumps the SOA serial and records
- * its audit event in the same transaction.
+ * its audit event in the same transaction. One exception: an RRset changed in a signed zone is
+ * made by editing the signed zone served (signedChange, dnssec.ts signChange), which takes only
+ * changes whose place it checks itself and leaves every other to the whole build.
  */
 import type { Database } from "bun:sqlite";
 import type { AuditEventInput, AuditRequestContext } from "../../src/audit/event.ts";
@@ -20,7 +22,7 @@ import { parseRdata, parseRecordData, rdataIdentity, rdataToText, RdataError, RR
 import { catalogName, type DnsSettings } from "./settings.ts";
 import { ChangeFeed } from "./change-feed.ts";
 import { chainName, ZoneSigner } from "./dnssec-service.ts";
-import { signaturesOf, unsignableRecord } from "./dnssec.ts";
+import { signaturesOf, unsignableRecord, type RrsetChange } from "./dnssec.ts";
 import * as sql from "./store.ts";
 import { parseZoneFile, printZoneFile, ZoneFileError } from "./zone-file.ts";
 import { MAX_TTL, Zone, ZoneError, type RR } from "./zone.ts";
@@ -374,7 +376,7 @@ export class DnsService {
     this.signedInWrites.delete(zoneId);
     if (!row) return null;
     if (signed?.serial === row.serial && signed.updatedAt === row.updated_at) {
-      this.signer.adopt(zoneId, signed.zone);
+      this.signer.adopt(zoneId, signed.zone, signed);
       return signed.zone;
     }
     return this.build(row);
@@ -647,25 +649,58 @@ export class DnsService {
       identities.add(identity);
       wanted.push({ name: owner, ttl, type, rdata });
     });
+    // As stored, and so as a zone built from the store holds it: the owner in lower case, the records in the order of their data.
+    const stored = parseName(ownerKey, null);
+    const rrset = wanted.map((r) => ({ ...r, name: stored })).sort((a, b) => Buffer.compare(a.rdata, b.rdata));
     return this.write((tx) => {
       const row = this.zoneRow(organizationId, zone, tx);
       if (wanted.length > 0) this.refuseUnsignable(tx, row, wanted, (message) => new InvalidError(`${label}: ${message}`, "type"));
-      const stored = storedRecords(tx, row.id);
-      const others = stored.filter((r) => !(r.type === type && canonical(r.name) === ownerKey));
-      this.refuseOverRecordQuota(row.name, stored.length, others.length + wanted.length, (message) => new ConflictError(message));
-      const serial = nextSerial(row.serial, this.now());
-      const next = { ...row, serial };
-      refusing("records", () => Zone.build(origin, [soaRecord(next), ...others, ...wanted]));
+      const now = this.now();
+      const serial = nextSerial(row.serial, now);
+      const next = { ...row, serial, updated_at: now };
+      // A signed zone edited where the change falls (its records not read, the zone not built again), when the signer can be sure of it.
+      const edited = this.signedChange(tx, row, next, { owner: stored, type, records: rrset });
+      if (edited !== null) {
+        // The zone's records counted (a scan of its rows) only when the change adds some: the quota refuses only growth.
+        const replaced = sql.rrsetCount(tx, row.id, ownerKey, type);
+        if (wanted.length > replaced) {
+          const count = sql.recordCount(tx, row.id);
+          this.refuseOverRecordQuota(row.name, count, count - replaced + wanted.length, (message) => new ConflictError(message));
+        }
+      } else {
+        const stored = storedRecords(tx, row.id);
+        const others = stored.filter((r) => !(r.type === type && canonical(r.name) === ownerKey));
+        this.refuseOverRecordQuota(row.name, stored.length, others.length + wanted.length, (message) => new ConflictError(message));
+        refusing("records", () => Zone.build(origin, [soaRecord(next), ...others, ...wanted]));
+        if (type === RRType.NS) this.refuseUndelegating(tx, row, [...others, ...wanted]);
+      }
       this.refuseCuttingOffProviders(tx, row, wanted);
-      if (type === RRType.NS) this.refuseUndelegating(tx, row, [...others, ...wanted]);
       sql.deleteRrset(tx, row.id, ownerKey, type);
       for (const r of wanted) sql.insertRecord(tx, { zone_id: row.id, owner: ownerKey, type, ttl: r.ttl, rdata: r.rdata });
-      sql.updateZoneSoa(tx, row.id, row, serial, this.now());
+      sql.updateZoneSoa(tx, row.id, row, serial, now);
       const what = wanted.length === 0 ? "removed" : `${wanted.length} record(s), TTL ${ttl}`;
       this.k.audit.record(tx, event(caller, row, "dns.rrset.update", `${label}: ${what}; serial ${serial}`));
-      this.signInWrite(tx, row.id);
+      if (edited !== null) this.signedInWrites.set(row.id, { serial, updatedAt: now, zone: edited });
+      else this.signInWrite(tx, row.id);
       return { zone: row.name, serial, name: ownerKey, type: typeToText(type), ttl, records: wanted.map((r) => rdataToText(type, r.rdata)) };
     });
+  }
+
+  /**
+   * A signed zone's change (`row` becoming `next`, one RRset replaced) signed by editing the
+   * zone served for `row` (ZoneSigner.signChangeInWrite): its signatures stored in `tx`. Null —
+   * the caller reads the zone, builds and checks it whole, and signs it so (signInWrite) — when
+   * the zone is not signed, when the signed zone at hand is not the one `row` says (a write
+   * signed in this batch, else the one served, each with its serial and updated_at), or when
+   * the signer cannot be sure of the edit (dnssec.ts signChange: a delegation, a CNAME beside
+   * data, anything Zone.build would refuse or adjust, a rollover's or a refresh's signing).
+   */
+  private signedChange(tx: Database, row: sql.ZoneRow, next: sql.ZoneRow, change: RrsetChange): Zone | null {
+    if (!this.signer.isSigned(row.id, tx)) return null;
+    const pending = this.signedInWrites.get(row.id);
+    const served = pending !== undefined ? (pending.serial === row.serial && pending.updatedAt === row.updated_at ? pending.zone : null) : this.signer.servedAt(row);
+    if (served === null) return null;
+    return this.signer.signChangeInWrite(tx, row, next, served, soaRecord(next), [change]);
   }
 
   /**

@@ -105,6 +105,13 @@ export function deleteZone(tx: Database, id: string, now: number): void {
 export const recordsOf = (db: Database, zoneId: string) =>
   db.query<RecordRow, [string]>("SELECT * FROM dns_records WHERE zone_id = ? ORDER BY owner, type, rdata").all(zoneId);
 
+/** How many records the zone stores (its SOA aside: the zone's fields). */
+export const recordCount = (db: Database, zoneId: string) => db.query<{ n: number }, [string]>("SELECT COUNT(*) AS n FROM dns_records WHERE zone_id = ?").get(zoneId)!.n;
+
+/** How many records the zone stores at `owner` of `type`. */
+export const rrsetCount = (db: Database, zoneId: string, owner: string, type: number) =>
+  db.query<{ n: number }, [string, string, number]>("SELECT COUNT(*) AS n FROM dns_records WHERE zone_id = ? AND owner = ? AND type = ?").get(zoneId, owner, type)!.n;
+
 export function insertRecord(tx: Database, row: RecordRow): void {
   tx.query("INSERT OR REPLACE INTO dns_records (zone_id, owner, type, ttl, rdata) VALUES (?, ?, ?, ?, ?)").run(row.zone_id, row.owner, row.type, row.ttl, row.rdata);
 }
@@ -200,7 +207,7 @@ export interface ZoneKeyRow {
   /** Keyring envelope of the PKCS#8 private key. */
   private_key: Uint8Array;
   created_at: number;
-  /** The serial the stored RRSIGs sign, and those RRSIGs (null: none stored yet). */
+  /** The serial the stored RRSIGs sign (null: none stored yet); the RRSIGs are in dns_zone_rrsigs (storedRrsigs), or in this blob, stored whole by an older Citadel. */
   signed_serial: number | null;
   rrsigs: Uint8Array | null;
   /** How absence is proven (migration 0008): the NSEC chain, or NSEC3 hashed with `nsec3_salt` (empty: none) and 0 iterations. */
@@ -230,8 +237,38 @@ export const setZoneKeyLifetime = (tx: Database, zoneId: string, days: number) =
 /** The zone's denial of existence becomes another (its serial moves in the same transaction: the next signing makes the new chain). */
 export const setZoneDenial = (tx: Database, zoneId: string, denial: DenialMode, nsec3Salt: Uint8Array) =>
   tx.query("UPDATE dns_zone_keys SET denial = ?, nsec3_salt = ? WHERE zone_id = ?").run(denial, nsec3Salt, zoneId);
-export const saveZoneRrsigs = (db: Database, zoneId: string, serial: number, rrsigs: Uint8Array) =>
-  db.query("UPDATE dns_zone_keys SET signed_serial = ?, rrsigs = ? WHERE zone_id = ?").run(serial, rrsigs, zoneId);
+/**
+ * The zone's stored RRSIGs become `rrsets`' (each RRset's, by `owner type`: migration 0011),
+ * signing `serial`; those stored before go, a blob of an older Citadel's with them.
+ */
+export function saveZoneRrsigs(db: Database, zoneId: string, serial: number, rrsets: Iterable<{ rrset: string; rrsigs: Uint8Array }>): void {
+  db.query("DELETE FROM dns_zone_rrsigs WHERE zone_id = ?").run(zoneId);
+  const insert = db.query("INSERT INTO dns_zone_rrsigs (zone_id, rrset, rrsigs) VALUES (?, ?, ?)");
+  for (const r of rrsets) insert.run(zoneId, r.rrset, r.rrsigs);
+  db.query("UPDATE dns_zone_keys SET signed_serial = ?, rrsigs = NULL WHERE zone_id = ?").run(serial, zoneId);
+}
+
+/**
+ * The stored RRSIGs of a change: those of `removed` RRsets go, those of `signed` ones are written
+ * (over any stored), and they sign `serial` — when they signed `previous` (the serial the change
+ * was made on) and are stored as rows; false, writing nothing, otherwise (saveZoneRrsigs then).
+ */
+export function saveChangedRrsigs(tx: Database, zoneId: string, previous: number, serial: number, removed: readonly string[], signed: Iterable<{ rrset: string; rrsigs: Uint8Array }>): boolean {
+  const stored = tx.query<{ signed_serial: number | null; legacy: number }, [string]>("SELECT signed_serial, rrsigs IS NOT NULL AS legacy FROM dns_zone_keys WHERE zone_id = ?").get(zoneId);
+  if (stored === null || stored.signed_serial !== previous || stored.legacy !== 0) return false;
+  const remove = tx.query("DELETE FROM dns_zone_rrsigs WHERE zone_id = ? AND rrset = ?");
+  for (const rrset of removed) remove.run(zoneId, rrset);
+  const write = tx.query("INSERT OR REPLACE INTO dns_zone_rrsigs (zone_id, rrset, rrsigs) VALUES (?, ?, ?)");
+  for (const r of signed) write.run(zoneId, r.rrset, r.rrsigs);
+  tx.query("UPDATE dns_zone_keys SET signed_serial = ? WHERE zone_id = ?").run(serial, zoneId);
+  return true;
+}
+
+/** The zone's stored RRSIGs, each encoded (encodeRrsigs): a blob an older Citadel stored whole, else one per RRset. */
+export function storedRrsigs(db: Database, zoneId: string, blob: Uint8Array | null): Uint8Array[] {
+  if (blob !== null) return [new Uint8Array(blob)];
+  return db.query<{ rrsigs: Uint8Array }, [string]>("SELECT rrsigs FROM dns_zone_rrsigs WHERE zone_id = ?").all(zoneId).map((r) => new Uint8Array(r.rrsigs));
+}
 /** The zone's key becomes another (a rollover's new key, its envelope made again for this row); the stored RRSIGs stay until the next signing. */
 export const replaceZoneKey = (tx: Database, zoneId: string, key: Pick<ZoneKeyRow, "algorithm" | "dnskey" | "private_key" | "created_at" | "activated_at">) =>
   tx
@@ -240,6 +277,7 @@ export const replaceZoneKey = (tx: Database, zoneId: string, key: Pick<ZoneKeyRo
 /** Every key of the zone, a rollover's new one too: its signing ended (disabled, the zone deleted or erased). */
 export function deleteZoneKeys(tx: Database, zoneId: string): void {
   tx.query("DELETE FROM dns_zone_incoming_keys WHERE zone_id = ?").run(zoneId);
+  tx.query("DELETE FROM dns_zone_rrsigs WHERE zone_id = ?").run(zoneId);
   tx.query("DELETE FROM dns_zone_keys WHERE zone_id = ?").run(zoneId);
 }
 

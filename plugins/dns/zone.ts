@@ -11,6 +11,7 @@
  */
 import { isSubdomain, labelKey, nameFromWire, nameKey, nameToText, wireLength, type Name } from "./names.ts";
 import { RRType, rdataIdentity, rdataToText, typeToText, unstorableType } from "./rdata.ts";
+import { CowMap } from "./cow-map.ts";
 
 export interface RR {
   name: Name;
@@ -59,7 +60,7 @@ export interface LookupOptions {
  * The largest RRset a zone may hold: a message of at most 65,535 octets (over TCP) must carry
  * it with a header (12), the longest question (259) and room for OPT and a TSIG signature.
  */
-const MAX_RRSET_OCTETS = 65_535 - 12 - 259 - 1_024;
+export const MAX_RRSET_OCTETS = 65_535 - 12 - 259 - 1_024;
 
 /** DNSSEC types that may sit beside a CNAME (RFC 4035 section 2.5) and at a zone cut. */
 const DNSSEC_TYPES = new Set([RRSIG, NSEC, NSEC3]);
@@ -106,7 +107,8 @@ export class Zone {
 
   private constructor(
     readonly origin: Name,
-    private readonly nodes: Map<string, Node>,
+    /** Versioned (cow-map.ts): a zone made from this one by withLeaves, withSignerRecords or withRrsets shares what it does not change. */
+    private readonly nodes: CowMap<string, Node>,
     private readonly soaRecord: RR,
     warnings: string[],
   ) {
@@ -222,7 +224,7 @@ export class Zone {
         for (const r of set) Object.freeze(r);
       }
     }
-    return new Zone(apex.name, nodes, soa, warnings);
+    return new Zone(apex.name, CowMap.of(nodes), soa, warnings);
   }
 
   soa(): RR {
@@ -242,7 +244,7 @@ export class Zone {
    */
   withLeaves(soa: RR, added: readonly RR[], removed: readonly Name[]): Zone {
     if (soa.type !== RRType.SOA || keyOf(soa.name) !== this.originKey) throw new ZoneError("the SOA must be at the zone apex", recordId(soa));
-    const nodes = new Map(this.nodes);
+    const nodes = this.nodes.derive();
     /** The node at `key` as this zone may change it: a copy, the first time (the old zone keeps its own). */
     const copied = new Set<string>();
     const own = (key: string): Node => {
@@ -310,7 +312,7 @@ export class Zone {
    * Zone.build does.
    */
   withSignerRecords(added: readonly RR[]): Zone {
-    const nodes = new Map(this.nodes);
+    const nodes = this.nodes.derive();
     const copied = new Set<string>();
     for (const rr of added) {
       const key = keyOf(rr.name);
@@ -329,7 +331,72 @@ export class Zone {
       node.rrsets.set(rr.type, merged);
     }
     const soa = nodes.get(this.originKey)!.rrsets.get(RRType.SOA)![0]!;
-    return new Zone(this.origin, nodes, soa, [...this.warnings]);
+    return new Zone(this.origin, nodes.compacted(), soa, [...this.warnings]);
+  }
+
+  /**
+   * This zone with `soa` as its SOA and each of `changes` made: the RRset of `owner` and `type`
+   * becomes `records` (none: it goes). A node is made, with the empty non-terminals above it,
+   * for an owner new to the zone, and goes, with the empty non-terminals left with nothing below
+   * them, when its last RRset does. The other nodes are shared with this zone, which does not
+   * change. No check of the rest of the zone is made: the caller (dnssec.ts signChange) takes
+   * only changes whose place it has checked, else builds the zone whole.
+   */
+  withRrsets(soa: RR, changes: ReadonlyArray<{ owner: Name; type: number; records: readonly RR[] }>): Zone {
+    const nodes = this.nodes.derive();
+    const copied = new Set<string>();
+    const own = (key: string): Node => {
+      const node = nodes.get(key)!;
+      if (copied.has(key)) return node;
+      const copy = { ...node, rrsets: new Map(node.rrsets) };
+      nodes.set(key, copy);
+      copied.add(key);
+      return copy;
+    };
+    for (const { owner, type, records } of changes) {
+      let key = keyOf(owner);
+      if (records.length > 0) {
+        if (!nodes.has(key)) {
+          nodes.set(key, { name: owner, rrsets: new Map(), children: 0 });
+          copied.add(key);
+          // Up to the apex: each parent has one child more, made (an empty non-terminal) when missing.
+          for (let label = 0, made = true; made; label++) {
+            key = key.slice(labelKey(owner[label]!).length);
+            made = !nodes.has(key);
+            if (made) {
+              nodes.set(key, { name: owner.slice(label + 1), rrsets: new Map(), children: 0 });
+              copied.add(key);
+            }
+            own(key).children++;
+          }
+          key = keyOf(owner);
+        }
+        const node = own(key);
+        node.rrsets.set(type, records.map((r) => Object.freeze({ name: node.name, ttl: r.ttl, type, rdata: r.rdata })));
+        continue;
+      }
+      if (!nodes.get(key)?.rrsets.has(type)) continue;
+      const node = own(key);
+      node.rrsets.delete(type);
+      if (node.rrsets.size > 0 || node.children > 0 || key === this.originKey) continue;
+      nodes.delete(key);
+      // Up to the apex: each parent has one child less, and goes when nothing is left of it.
+      for (let label = 0; ; label++) {
+        key = key.slice(labelKey(owner[label]!).length);
+        const parent = own(key);
+        parent.children--;
+        if (key === this.originKey || parent.children > 0 || parent.rrsets.size > 0) break;
+        nodes.delete(key);
+      }
+    }
+    const record = Object.freeze({ name: this.origin, ttl: soa.ttl, type: RRType.SOA, rdata: soa.rdata });
+    own(this.originKey).rrsets.set(RRType.SOA, [record]);
+    return new Zone(this.origin, nodes, record, [...this.warnings]);
+  }
+
+  /** The RRsets at `name` by type (none: no such node; an empty map: an empty non-terminal). Not to be changed. */
+  rrsetsAt(name: Name): ReadonlyMap<number, readonly RR[]> | undefined {
+    return this.nodes.get(keyOf(name))?.rrsets;
   }
 
   /** True when this zone delegates `name` or a name above it (NS records below the apex): it lies beyond a zone cut. */
