@@ -3,8 +3,9 @@
  * through Citadel's API, transfers the zone once Citadel adds it as a secondary and NOTIFYs it;
  * after a change made through the API, Citadel's NOTIFY makes Knot transfer again and Knot
  * answers the new record; a zone signed with the CLI is transferred fully signed and served by
- * Knot to a validator, with NSEC and once switched to NSEC3. Both ends are the real programs: the
- * compiled binary and knotd.
+ * Knot to a validator, with NSEC and once switched to NSEC3; signed again, each change to it is
+ * edited into the signed zone, followed by Knot and validated. Both ends are the real programs:
+ * the compiled binary and knotd.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { readFileSync, writeFileSync } from "node:fs";
@@ -190,3 +191,44 @@ test.skipIf((skip !== null || validators.includes(null)) && process.env.CI !== "
   expect([refused.code, refused.stderr]).toEqual([2, expect.stringContaining("remove the DS at the registrar")]);
   expect((await cli(["dns", "zone", "dnssec", "disable", "example.test", "--yes"])).stdout).toContain("example.test. is no longer signed");
 }, 60_000);
+
+test.skipIf((skip !== null || validators.includes(null)) && process.env.CI !== "true")("signed again, then changed record by record: each change is edited into the signed zone (not signed whole, docs/dns.md), Knot follows it by NOTIFY, its AXFR is fully signed and delv validates the changed names and denials, an empty non-terminal gone with its last name — with NSEC, then NSEC3", async () => {
+  const [kdig, verify, delv] = validators as [string, string, string];
+  expect((await cli(["dns", "zone", "dnssec", "enable", "example.test"])).code).toBe(0);
+  for (const [h, t, r] of [["www", "A", ["192.0.2.10"]], ["mail", "A", ["192.0.2.20"]], ["a.deep", "A", ["192.0.2.30"]]] as const) expect((await api("PUT", `${zone}/rrsets/${h}/${t}`, { ttl: 300, records: r })).status).toBe(200);
+  const ds = await cli(["dns", "zone", "ds", "example.test"]);
+  const dsLine = ds.stdout.split("\n").find((l) => l.includes(" IN DS "))!;
+  const dir = tempDir("citadel-e2e-rr-");
+  const file = join(dir.path, "z");
+  const [tag, algorithm, digestType, digest] = dsLine.split(" ").slice(3);
+  const anchors = join(dir.path, "anchors.conf");
+  writeFileSync(anchors, `trust-anchors { example.test. static-ds ${tag} ${algorithm} ${digestType} "${digest}"; };\n`);
+  const steps: Array<[string, string, string[], Array<[string, string, string]>]> = [
+    ["www", "A", ["192.0.2.11"], [["www.example.test.", "A", "192.0.2.11"]]],
+    ["new", "TXT", ['"hello"'], [["new.example.test.", "TXT", "hello"]]],
+    ["mail", "A", [], [["mail.example.test.", "A", "; negative response, fully validated"]]],
+    ["a.deep", "A", [], [["a.deep.example.test.", "A", "; negative response, fully validated"], ["deep.example.test.", "A", "; negative response, fully validated"]]],
+    ["www", "AAAA", ["2001:db8::5"], [["www.example.test.", "AAAA", "2001:db8::5"]]],
+  ];
+  for (const denialStep of [0, 1]) {
+    if (denialStep === 1) expect((await cli(["dns", "zone", "dnssec", "set", "example.test", "--denial", "nsec3"])).code).toBe(0);
+    for (const [h, t, r, checks] of steps) {
+      const res = await api("PUT", `${zone}/rrsets/${denialStep ? "n3" + h : h}/${t}`, { ttl: 300, records: r });
+      expect(res.status).toBe(200);
+      const serial = res.body.serial as number;
+      await untilKnot("example.test.", RRType.SOA, (a) => a[0] === String(serial), 15_000);
+      const axfr = await run([kdig, "@127.0.0.1", "-p", String(dnsPort), "-y", `hmac-sha256:transfer-key:${secret}`, "+noall", "+answer", "AXFR", "example.test."]);
+      const lines = axfr.out.split("\n").filter((l) => l.trim() !== "" && !l.startsWith(";"));
+      writeFileSync(file, lines.slice(0, -1).join("\n") + "\n");
+      const v = await run([verify, "-z", "-o", "example.test.", file]);
+      expect(`${denialStep} ${h} ${t}: ${v.out.includes("Zone fully signed") ? "ok" : v.out}`).toBe(`${denialStep} ${h} ${t}: ok`);
+      for (const [name, type, want] of checks) {
+        const qn = denialStep ? "n3" + name : name;
+        const out = await run([delv, "@127.0.0.1", "-p", String(knot!.port), "-a", anchors, "+root=example.test.", qn, type]);
+        const okv = out.out.includes("fully validated") && out.out.includes(want);
+        expect(`${qn} ${type}: ${okv ? "ok" : out.out}`).toBe(`${qn} ${type}: ok`);
+      }
+    }
+  }
+  dir.remove();
+}, 120_000);
