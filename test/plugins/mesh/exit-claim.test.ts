@@ -19,6 +19,7 @@ import { readState, writeState } from "../../../plugins/mesh/node-state.ts";
 import type { NodeConfig } from "../../../plugins/mesh/types.ts";
 import { requireTool } from "../../helpers/tools.ts";
 import { enrolledStateDir, FakeControlPlane, nodeConfig } from "./fake-node.ts";
+import { HOST_LAN_COMMANDS } from "./host-lan.ts";
 
 const ip = requireTool("ip", "iproute2");
 const wg = requireTool("wg", "wireguard-tools");
@@ -81,13 +82,7 @@ describe.skipIf(!ip || !wg || !isRoot || !kernelOrUserspace)("one exit-node user
     await runCommand([ip!, "netns", "add", namespace]);
     for (const argv of [
       ["ip", "link", "set", "lo", "up"],
-      ["ip", "link", "add", "lan0", "type", "veth", "peer", "name", "lan1"],
-      ["ip", "link", "set", "lan1", "up"],
-      ["ip", "address", "add", "192.0.2.7/24", "dev", "lan0"],
-      ["ip", "address", "add", "2001:db8:7::7/64", "dev", "lan0"],
-      ["ip", "link", "set", "lan0", "up"],
-      ["ip", "route", "add", "default", "via", "192.0.2.1"],
-      ["ip", "-6", "route", "add", "default", "via", "2001:db8:7::1"],
+      ...HOST_LAN_COMMANDS,
     ]) await must(argv);
   });
 

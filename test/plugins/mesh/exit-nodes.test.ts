@@ -44,6 +44,17 @@ async function network() {
   return { c, owner, net, ids, tokens, enroll, choose, config, view, version, setAcl, events };
 }
 
+/** A network where node laptop uses node exit as its exit node: offered, approved, allowed by the ACL, chosen. */
+async function laptopThroughExit() {
+  const n = await network();
+  await n.enroll("exit", ["exit"], EXIT);
+  await n.enroll("laptop", ["laptop"]);
+  await n.c.send("PATCH", `${n.net}/nodes/exit`, n.owner, { json: { approved_routes: EXIT } });
+  await n.setAcl([{ src: ["tag:laptop"], dst: ["autogroup:internet"], ports: ["*"] }]);
+  expect((await n.choose("laptop", "exit")).status).toBe(200);
+  return n;
+}
+
 describe("exit nodes", () => {
   test("offered with the node's routes, approved by an operator, chosen by a node the ACL lets reach autogroup:internet: its config routes everything through it", async () => {
     const n = await network();
@@ -87,12 +98,7 @@ describe("exit nodes", () => {
   });
 
   test("the agent's report that its host routes through another agent's exit node: shown while the choice stands (exit_refused), without control characters; cleared by a report of null; absent, left as it was; too long, 422", async () => {
-    const n = await network();
-    await n.enroll("exit", ["exit"], EXIT);
-    await n.enroll("laptop", ["laptop"]);
-    await n.c.send("PATCH", `${n.net}/nodes/exit`, n.owner, { json: { approved_routes: EXIT } });
-    await n.setAcl([{ src: ["tag:laptop"], dst: ["autogroup:internet"], ports: ["*"] }]);
-    expect((await n.choose("laptop", "exit")).status).toBe(200);
+    const n = await laptopThroughExit();
     const doc = JSON.parse((await n.c.send("GET", "/v1/mesh/node/config", n.tokens.get("laptop"))).text) as ConfigDocument;
     const publicKey = (await n.view("laptop")).public_key as string;
     const report = (body: object) => {
@@ -148,12 +154,7 @@ describe("exit nodes", () => {
   });
 
   test("fail closed: the exit node's approval revoked (or the ACL's rule removed), the node's config says its choice is not usable and carries no default route; choosing none takes it back", async () => {
-    const n = await network();
-    await n.enroll("exit", ["exit"], EXIT);
-    await n.enroll("laptop", ["laptop"]);
-    await n.c.send("PATCH", `${n.net}/nodes/exit`, n.owner, { json: { approved_routes: EXIT } });
-    await n.setAcl([{ src: ["tag:laptop"], dst: ["autogroup:internet"], ports: ["*"] }]);
-    expect((await n.choose("laptop", "exit")).status).toBe(200);
+    const n = await laptopThroughExit();
     await n.c.send("PATCH", `${n.net}/nodes/exit`, n.owner, { json: { approved_routes: [] } });
     const blocked = await n.config("laptop");
     expect(blocked.exit).toEqual({ via: null });

@@ -14,6 +14,7 @@ import { requireTool } from "../../helpers/tools.ts";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { HOST_LAN_COMMANDS } from "./host-lan.ts";
 
 const ip = requireTool("ip", "iproute2");
 const wg = requireTool("wg", "wireguard-tools");
@@ -55,13 +56,7 @@ describe.skipIf(!ip || !wg || !isRoot)("routing through an exit node (wg-quick's
       ["ip", "address", "add", "100.64.0.2/16", "dev", device],
       ["ip", "address", "add", "fd7a:115c:a1e0::2/48", "dev", device],
       ["ip", "link", "set", device, "up"],
-      ["ip", "link", "add", "lan0", "type", "veth", "peer", "name", "lan1"],
-      ["ip", "link", "set", "lan1", "up"],
-      ["ip", "address", "add", "192.0.2.7/24", "dev", "lan0"],
-      ["ip", "address", "add", "2001:db8:7::7/64", "dev", "lan0"],
-      ["ip", "link", "set", "lan0", "up"],
-      ["ip", "route", "add", "default", "via", "192.0.2.1"],
-      ["ip", "-6", "route", "add", "default", "via", "2001:db8:7::1"],
+      ...HOST_LAN_COMMANDS,
       // Someone else's rule at the agent's priority: never the agent's to remove.
       ["ip", "rule", "add", "to", "198.51.100.77", "lookup", "main", "priority", String(EXIT_RULE_PRIORITY.main)],
     ]) await must(argv);
